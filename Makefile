@@ -1,0 +1,33 @@
+# The template's own tasks. `make demo` and `make test` are the two commands of the README.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+# uv is the only tool installed outside the lock files; it comes from PyPI when missing.
+UV := $(or $(shell command -v uv 2>/dev/null),$(shell python3 -m site --user-base)/bin/uv)
+export PATH := $(dir $(UV)):$(PATH)
+RUN := $(UV) run --locked
+DEMO := build/demo
+
+.PHONY: help demo test test-fast lint
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(UV):
+	python3 -m pip install --user --quiet uv || python3 -m pip install --user --quiet --break-system-packages uv
+
+demo: $(UV) ## Bake the default project into build/demo and run its loop
+	rm -rf $(DEMO)
+	$(RUN) cookiecutter --no-input --output-dir $(DEMO) .
+	cd $(DEMO)/*/ && $(MAKE) setup lint test
+
+test: $(UV) ## Every tier of the template tests
+	$(RUN) pytest
+
+test-fast: $(UV) ## The tiers that do not install a baked project
+	$(RUN) pytest -m "not slow"
+
+lint: $(UV) ## pre-commit on the template itself
+	$(RUN) pre-commit run --all-files --show-diff-on-failure

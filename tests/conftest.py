@@ -1,0 +1,54 @@
+"""Shared fixtures: bake the template in-process, and one installed project for the slow tier."""
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cookiecutter.main import cookiecutter
+
+TEMPLATE = Path(__file__).resolve().parent.parent
+DEFAULTS: dict[str, Any] = json.loads((TEMPLATE / "cookiecutter.json").read_text())
+PROMPTS = [key for key in DEFAULTS if not key.startswith("_")]
+# The slow tier bakes for the interpreter running the tests, so CI's matrix covers each version.
+RUNNING_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
+
+Bake = Callable[..., Path]
+
+
+def bake_into(output_dir: Path, **answers: str) -> Path:
+    """Bake the template with these answers (defaults otherwise) and return the project path."""
+    return Path(
+        cookiecutter(
+            str(TEMPLATE), no_input=True, extra_context=answers, output_dir=str(output_dir)
+        )
+    )
+
+
+@pytest.fixture
+def bake(tmp_path: Path) -> Bake:
+    return lambda **answers: bake_into(tmp_path, **answers)
+
+
+def run(
+    cmd: list[str], cwd: Path, timeout: float = 900, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run a command and fail the test with its output when it fails."""
+    result = subprocess.run(
+        cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **env}
+    )
+    if result.returncode != 0:
+        pytest.fail(f"{' '.join(cmd)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One baked project with its environment installed, shared by every slow test."""
+    path = bake_into(tmp_path_factory.mktemp("slow"), python_version=RUNNING_PYTHON)
+    run(["make", "setup"], path)
+    return path

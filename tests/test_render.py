@@ -1,0 +1,113 @@
+"""Render tier: every option combination bakes into the exact file set of clean, parseable files."""
+
+import itertools
+import json
+import re
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import TEMPLATE, Bake
+
+PYTHON_VERSIONS = ["3.11", "3.12", "3.13"]
+DVC_REMOTES = ["local", "s3", "gs", "azure"]
+# Options that change files interact: bake their product.
+COMBINATIONS = list(itertools.product(PYTHON_VERSIONS, DVC_REMOTES))
+
+COMMON_FILES = {
+    ".dvc/.gitignore",
+    ".dvc/config",
+    ".dvcignore",
+    ".github/workflows/ci.yml",
+    ".gitignore",
+    ".pre-commit-config.yaml",
+    ".python-version",
+    "Makefile",
+    "README.md",
+    "pyproject.toml",
+    "src/tumor_classifier/__init__.py",
+    "tests/test_commands.py",
+}
+VARIANT_FILES: dict[str, set[str]] = {remote: set() for remote in DVC_REMOTES}
+
+JINJA = re.compile(r"(?<!\$)\{\{|\{%|\bcookiecutter\b")
+
+
+def files(root: Path) -> set[str]:
+    return {
+        str(path.relative_to(root))
+        for path in root.rglob("*")
+        if path.is_file() and ".git" not in path.relative_to(root).parts[:1]
+    }
+
+
+@pytest.mark.parametrize(("python_version", "dvc_remote"), COMBINATIONS)
+def test_bakes_exact_file_set(bake: Bake, python_version: str, dvc_remote: str) -> None:
+    project = bake(python_version=python_version, dvc_remote=dvc_remote)
+    assert files(project) == COMMON_FILES | VARIANT_FILES[dvc_remote]
+    assert (project / ".python-version").read_text().strip() == python_version
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    assert pyproject["project"]["requires-python"] == f">={python_version}"
+    dvc = next(d for d in pyproject["project"]["dependencies"] if d.startswith("dvc"))
+    assert dvc == ("dvc>=3.60" if dvc_remote == "local" else f"dvc[{dvc_remote}]>=3.60")
+    config = (project / ".dvc/config").read_text()
+    scheme = {"local": "~/", "s3": "s3://", "gs": "gs://", "azure": "azure://"}[dvc_remote]
+    assert f"remote = {dvc_remote}" in config
+    assert f"url = {scheme}" in config
+
+
+@pytest.mark.parametrize(("python_version", "dvc_remote"), COMBINATIONS)
+def test_no_template_syntax_left(bake: Bake, python_version: str, dvc_remote: str) -> None:
+    project = bake(python_version=python_version, dvc_remote=dvc_remote)
+    leftovers = [
+        f"{name}: {match.group()}"
+        for name in sorted(files(project))
+        for match in [JINJA.search((project / name).read_text())]
+        if match
+    ]
+    assert leftovers == []
+
+
+def test_structured_files_parse(bake: Bake) -> None:
+    project = bake()
+    parsers = {
+        ".yml": lambda text: list(yaml.safe_load_all(text)),
+        ".yaml": lambda text: list(yaml.safe_load_all(text)),
+        ".toml": tomllib.loads,
+        ".json": json.loads,
+    }
+    checked = []
+    for name in sorted(files(project)):
+        parse = parsers.get(Path(name).suffix)
+        if parse:
+            parse((project / name).read_text())
+            checked.append(name)
+    assert ".github/workflows/ci.yml" in checked
+    assert "pyproject.toml" in checked
+
+
+def test_generated_code_is_ruff_clean(bake: Bake) -> None:
+    project = bake()
+    for command in (["ruff", "check", "."], ["ruff", "format", "--check", "."]):
+        result = subprocess.run(command, cwd=project, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_python_modules_hold_no_jinja() -> None:
+    modules = list((TEMPLATE / "{{cookiecutter.project}}").rglob("*.py"))
+    assert modules
+    assert [str(m) for m in modules if re.search(r"\{\{|\{%", m.read_text())] == []
+
+
+def test_first_commit_holds_every_file(bake: Bake) -> None:
+    project = bake()
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=project, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert set(tracked) == files(project)
+    status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=project, capture_output=True, text=True, check=True
+    )
+    assert status.stdout == ""

@@ -1,0 +1,1 @@
+"""The pipeline stages, the service and the monitoring code."""
