@@ -1,6 +1,7 @@
 """Keep the files of the chosen options, make the first commit and print the next commands."""
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -26,6 +27,22 @@ def prune(answers: dict[str, str], root: Path) -> None:
                     target.unlink(missing_ok=True)
 
 
+# The template's Python modules are plain Python written against the default package name;
+# this renames it, so no Jinja ever enters a Python file.
+TEMPLATE_PACKAGE = "tumor_classifier"
+
+
+def rename_package(package: str, root: Path) -> None:
+    """Point every import of the template's package at the project's package."""
+    if package == TEMPLATE_PACKAGE:
+        return
+    word = re.compile(rf"\b{TEMPLATE_PACKAGE}\b")
+    for path in root.rglob("*.py"):
+        text = path.read_text()
+        if word.search(text):
+            path.write_text(word.sub(package, text))
+
+
 def git(*args: str) -> None:
     subprocess.run(["git", *args], check=True, capture_output=True)
 
@@ -46,10 +63,11 @@ def first_commit(answers: dict[str, str]) -> bool:
 
 if __name__ == "__main__":
     prune(ANSWERS, Path.cwd())
+    rename_package(ANSWERS["__package"], Path.cwd())
     committed = first_commit(ANSWERS)
     print(
         f"\nCreated {ANSWERS['project']}{' with a first git commit' if committed else ''}. Next:\n"
     )
     print(f"  cd {ANSWERS['project']}")
-    print("  make setup    # locked environment and git hooks")
-    print("  make test     # the project's tests\n")
+    print("  make setup    # locked environment, git hooks, example data in the DVC cache")
+    print("  make train    # the pipeline on the example data: dvc repro\n")

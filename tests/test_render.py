@@ -1,5 +1,6 @@
 """Render tier: every option combination bakes into the exact file set of clean, parseable files."""
 
+import hashlib
 import itertools
 import json
 import re
@@ -16,6 +17,35 @@ DVC_REMOTES = ["local", "s3", "gs", "azure"]
 # Options that change files interact: bake their product.
 COMBINATIONS = list(itertools.product(PYTHON_VERSIONS, DVC_REMOTES))
 
+MODULES = [
+    "__init__",
+    "cli",
+    "data",
+    "evaluate",
+    "gate",
+    "params",
+    "profile",
+    "register",
+    "render",
+    "split",
+    "tracking",
+    "train",
+    "validate",
+]
+TESTS = [
+    "conftest",
+    "test_commands",
+    "test_evaluate",
+    "test_gate",
+    "test_params",
+    "test_pipeline",
+    "test_profile",
+    "test_register",
+    "test_split",
+    "test_tracking",
+    "test_train",
+    "test_validate",
+]
 COMMON_FILES = {
     ".dvc/.gitignore",
     ".dvc/config",
@@ -26,9 +56,15 @@ COMMON_FILES = {
     ".python-version",
     "Makefile",
     "README.md",
+    "data/.gitignore",
+    "data/raw.csv",
+    "data/raw.csv.dvc",
+    "data/schema.yaml",
+    "dvc.yaml",
+    "params.yaml",
     "pyproject.toml",
-    "src/tumor_classifier/__init__.py",
-    "tests/test_commands.py",
+    *(f"src/{{package}}/{module}.py" for module in MODULES),
+    *(f"tests/{test}.py" for test in TESTS),
 }
 VARIANT_FILES: dict[str, set[str]] = {remote: set() for remote in DVC_REMOTES}
 
@@ -46,7 +82,8 @@ def files(root: Path) -> set[str]:
 @pytest.mark.parametrize(("python_version", "dvc_remote"), COMBINATIONS)
 def test_bakes_exact_file_set(bake: Bake, python_version: str, dvc_remote: str) -> None:
     project = bake(python_version=python_version, dvc_remote=dvc_remote)
-    assert files(project) == COMMON_FILES | VARIANT_FILES[dvc_remote]
+    expected = COMMON_FILES | VARIANT_FILES[dvc_remote]
+    assert files(project) == {name.format(package="tumor_classifier") for name in expected}
     assert (project / ".python-version").read_text().strip() == python_version
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())
     assert pyproject["project"]["requires-python"] == f">={python_version}"
@@ -101,12 +138,34 @@ def test_python_modules_hold_no_jinja() -> None:
     assert [str(m) for m in modules if re.search(r"\{\{|\{%", m.read_text())] == []
 
 
-def test_first_commit_holds_every_file(bake: Bake) -> None:
+def test_package_takes_the_project_name(bake: Bake) -> None:
+    project = bake(project="churn-model")
+    assert (project / "src/churn_model/train.py").is_file()
+    assert [
+        name for name in files(project) if "tumor_classifier" in (project / name).read_text()
+    ] == []
+    assert "python -m churn_model.train" in (project / "dvc.yaml").read_text()
+    assert "from churn_model import" in (project / "tests/conftest.py").read_text()
+
+
+def test_raw_data_matches_its_dvc_file() -> None:
+    data = TEMPLATE / "{{cookiecutter.project}}/data"
+    raw = (data / "raw.csv").read_bytes()
+    entry = yaml.safe_load((data / "raw.csv.dvc").read_text())["outs"][0]
+    assert entry == {
+        "md5": hashlib.md5(raw).hexdigest(),
+        "size": len(raw),
+        "hash": "md5",
+        "path": "raw.csv",
+    }
+
+
+def test_first_commit_holds_every_file_but_the_data(bake: Bake) -> None:
     project = bake()
     tracked = subprocess.run(
         ["git", "ls-files"], cwd=project, capture_output=True, text=True, check=True
     ).stdout.split()
-    assert set(tracked) == files(project)
+    assert set(tracked) == files(project) - {"data/raw.csv"}
     status = subprocess.run(
         ["git", "status", "--porcelain"], cwd=project, capture_output=True, text=True, check=True
     )

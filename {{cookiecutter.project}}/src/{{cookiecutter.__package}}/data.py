@@ -1,0 +1,60 @@
+"""Tables in and out: CSV, Parquet or JSON lines, and the role of each column."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from .cli import UserError
+from .params import Data
+
+READERS = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".jsonl": pd.read_json}
+
+
+def read_table(path: Path, data: Data | None = None) -> pd.DataFrame:
+    """Read a table by its suffix; categorical columns and the target are read as text."""
+    reader = READERS.get(path.suffix)
+    if reader is None:
+        raise UserError(f"{path}: unsupported format; use one of {', '.join(READERS)}")
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    text_columns = {c: str for c in [*data.categorical, data.target]} if data else {}
+    try:
+        if path.suffix == ".csv":
+            return pd.read_csv(path, dtype=text_columns)
+        if path.suffix == ".jsonl":
+            return pd.read_json(path, lines=True, dtype=text_columns)
+        return pd.read_parquet(path)
+    except (ValueError, OSError) as error:
+        raise UserError(f"{path}: cannot be read as {path.suffix[1:]} ({error})") from None
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(path, index=False)
+
+
+def feature_columns(columns: list[str], data: Data) -> tuple[list[str], list[str]]:
+    """Split the feature columns into (numeric, categorical), in table order."""
+    declared = {data.target, *data.categorical, *data.drop}
+    missing = sorted(declared - set(columns))
+    if missing:
+        raise UserError(f"params.yaml data names columns the table lacks: {', '.join(missing)}")
+    features = [c for c in columns if c not in {data.target, *data.drop}]
+    categorical = [c for c in features if c in data.categorical]
+    numeric = [c for c in features if c not in data.categorical]
+    return numeric, categorical
+
+
+def model_input(frame: pd.DataFrame, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
+    """The model's input: numeric columns as float64, categorical as text with "" for missing.
+
+    A missing category is a category of its own ("") rather than a guess; ONNX Runtime needs
+    text inputs without nulls, so training, the service and batch inference all use this form.
+    """
+    out = pd.DataFrame(index=frame.index)
+    for column in numeric:
+        out[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    for column in categorical:
+        values = frame[column].astype(object)
+        out[column] = values.where(values.notna(), "").astype(str)
+    return out

@@ -1,0 +1,102 @@
+"""Shared test data: the example table and two tables of other shapes, plus params for each."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from sklearn.datasets import load_breast_cancer, load_wine
+
+from tumor_classifier import params
+from tumor_classifier.params import Data, Params, Slice
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def project_params() -> Params:
+    return params.load(ROOT / "params.yaml")
+
+
+def fast(p: Params, data: Data, slice_: Slice) -> Params:
+    """Params for another table: its data and slice, a small search, everything else as shipped."""
+    search = p.train.search.model_copy(update={"cv_folds": 3})
+    train = p.train.model_copy(update={"search": search})
+    evaluate = p.evaluate.model_copy(update={"permutation_repeats": 2, "slice": slice_})
+    return p.model_copy(update={"data": data, "train": train, "evaluate": evaluate})
+
+
+@pytest.fixture(scope="session")
+def cancer() -> pd.DataFrame:
+    """The example data, as data/raw.csv holds it."""
+    frame = load_breast_cancer(as_frame=True).frame
+    frame.columns = [c.replace(" ", "_") for c in frame.columns]
+    frame["diagnosis"] = frame.pop("target").map({0: "malignant", 1: "benign"})
+    return frame
+
+
+def customers_table() -> pd.DataFrame:
+    """Binary target, categorical columns, missing values and an identifier column."""
+    rng = np.random.default_rng(7)
+    n = 600
+    plan = rng.choice(["basic", "plus", "pro"], n, p=[0.5, 0.3, 0.2])
+    region = rng.choice(["north", "south", "east", "west"], n)
+    tenure = rng.gamma(2.0, 12.0, n)
+    spend = rng.normal(50, 15, n) + (plan == "pro") * 30
+    logit = -1.0 + 1.8 * (plan == "basic") - 0.05 * tenure + 0.02 * (spend - 50)
+    churned = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), "yes", "no")
+    frame = pd.DataFrame(
+        {
+            "customer_id": np.arange(n),
+            "plan": plan,
+            "region": region,
+            "tenure": tenure,
+            "spend": spend,
+            "churned": churned,
+        }
+    )
+    frame.loc[rng.random(n) < 0.08, "tenure"] = np.nan
+    frame.loc[rng.random(n) < 0.05, "region"] = np.nan
+    return frame
+
+
+def wine_table() -> pd.DataFrame:
+    """Three classes, numeric features of very different scales."""
+    frame = load_wine(as_frame=True).frame
+    frame["cultivar"] = frame.pop("target").map({0: "a", 1: "b", 2: "c"})
+    return frame
+
+
+@pytest.fixture(scope="session")
+def customers() -> pd.DataFrame:
+    return customers_table()
+
+
+@pytest.fixture(scope="session")
+def wine() -> pd.DataFrame:
+    return wine_table()
+
+
+@pytest.fixture
+def customers_params(project_params: Params) -> Params:
+    data = Data(
+        target="churned", categorical=["plan", "region"], drop=["customer_id"], positive_class="yes"
+    )
+    return fast(project_params, data, Slice(column="plan", bins=1))
+
+
+@pytest.fixture
+def wine_params(project_params: Params) -> Params:
+    return fast(project_params, Data(target="cultivar"), Slice(column="alcohol", bins=2))
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty working directory, as a stage's main() runs in, with params written on demand."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def write_params(folder: Path, p: Params) -> None:
+    (folder / "params.yaml").write_text(yaml.safe_dump(p.model_dump(by_alias=True)))
