@@ -73,6 +73,22 @@ class Gate(Section):
     slice_min_rows: int = Field(ge=1)
 
 
+class Slo(Section):
+    p99_ms: float = Field(gt=0)
+    error_rate: float = Field(ge=0, le=1)
+
+
+class Serve(Section):
+    max_records: int = Field(ge=1)
+    max_body_bytes: int = Field(ge=1024)
+    slo: Slo
+
+
+class Drift(Section):
+    window: int = Field(ge=10)
+    psi_alert: float = Field(gt=0)
+
+
 class Params(Section):
     data: Data
     profile: Profile
@@ -81,6 +97,8 @@ class Params(Section):
     train: Train
     evaluate: Evaluate
     gate: Gate
+    serve: Serve
+    drift: Drift
 
 
 def load(path: Path = Path("params.yaml")) -> Params:
