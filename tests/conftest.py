@@ -34,13 +34,13 @@ def bake(tmp_path: Path) -> Bake:
     return lambda **answers: bake_into(tmp_path, **answers)
 
 
-# What the generated Makefile exports, for the commands tests run outside make.
-QUIET = {
+# The environment of commands run in a baked project: its own uv environment, not the template's
+# (uv run sets VIRTUAL_ENV), and no telemetry, as its Makefile exports.
+ENV = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"} | {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "BENTOML_DO_NOT_TRACK": "true",
     "DVC_NO_ANALYTICS": "true",
     "DO_NOT_TRACK": "1",
-    "UV_COMPILE_BYTECODE": "1",
 }
 
 
@@ -48,9 +48,7 @@ def run(
     cmd: list[str], cwd: Path, timeout: float = 900, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
     """Run a command; unless check is False, fail the test with its output when it fails."""
-    result = subprocess.run(
-        cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **QUIET}
-    )
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=ENV)
     if check and result.returncode != 0:
         pytest.fail(f"{' '.join(cmd)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
     return result

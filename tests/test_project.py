@@ -4,7 +4,6 @@ import csv
 import hashlib
 import io
 import json
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import QUIET, run
+from conftest import ENV, run
 
 pytestmark = pytest.mark.slow
 
@@ -226,7 +225,7 @@ def test_missing_tracking_server_stops_train_with_one_line(trained: Path) -> Non
         cwd=trained,
         capture_output=True,
         text=True,
-        env={**os.environ, **QUIET, "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"},
+        env={**ENV, "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"},
     )
     assert result.returncode != 0
     assert "train: MLflow tracking store http://127.0.0.1:9 is unusable" in result.stderr

@@ -17,16 +17,24 @@ DVC_REMOTES = ["local", "s3", "gs", "azure"]
 # Options that change files interact: bake their product.
 COMBINATIONS = list(itertools.product(PYTHON_VERSIONS, DVC_REMOTES))
 
+# The generated package's modules and test files (the package takes the project's name).
 MODULES = [
     "__init__",
+    "bento",
     "cli",
+    "contract",
     "data",
+    "deploy",
     "evaluate",
+    "export",
     "gate",
+    "loadtest",
     "params",
+    "predict",
     "profile",
     "register",
     "render",
+    "service",
     "split",
     "tracking",
     "train",
@@ -35,18 +43,47 @@ MODULES = [
 TESTS = [
     "conftest",
     "test_commands",
+    "test_contract",
+    "test_deploy",
     "test_evaluate",
+    "test_export",
     "test_gate",
+    "test_loadtest",
     "test_params",
     "test_pipeline",
+    "test_predict",
     "test_profile",
     "test_register",
+    "test_service",
     "test_split",
     "test_tracking",
     "test_train",
     "test_validate",
 ]
 COMMON_FILES = {
+    "argocd/kustomization.yaml",
+    "argocd/production.yaml",
+    "argocd/project.yaml",
+    "argocd/staging.yaml",
+    "deploy/base/dashboard.json",
+    "deploy/base/deployment.yaml",
+    "deploy/base/hpa.yaml",
+    "deploy/base/kustomization.yaml",
+    "deploy/base/namespace.yaml",
+    "deploy/base/networkpolicy.yaml",
+    "deploy/base/pdb.yaml",
+    "deploy/base/prometheusrule.yaml",
+    "deploy/base/service.yaml",
+    "deploy/base/serviceaccount.yaml",
+    "deploy/base/servicemonitor.yaml",
+    "deploy/base/slo.yaml",
+    "deploy/overlays/production/deployment.yaml",
+    "deploy/overlays/production/hpa.yaml",
+    "deploy/overlays/production/kustomization.yaml",
+    "deploy/overlays/staging/deployment.yaml",
+    "deploy/overlays/staging/hpa.yaml",
+    "deploy/overlays/staging/kustomization.yaml",
+    "bentofile.yaml",
     ".dvc/.gitignore",
     ".dvc/config",
     ".dvcignore",
@@ -86,8 +123,8 @@ def test_bakes_exact_file_set(bake: Bake, python_version: str, dvc_remote: str) 
     assert files(project) == {name.format(package="tumor_classifier") for name in expected}
     assert (project / ".python-version").read_text().strip() == python_version
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())
-    assert pyproject["project"]["requires-python"] == f">={python_version}"
-    dvc = next(d for d in pyproject["project"]["dependencies"] if d.startswith("dvc"))
+    assert pyproject["project"]["requires-python"] == f">={python_version},<3.14"
+    dvc = next(d for d in pyproject["dependency-groups"]["pipeline"] if d.startswith("dvc"))
     assert dvc == ("dvc>=3.60" if dvc_remote == "local" else f"dvc[{dvc_remote}]>=3.60")
     config = (project / ".dvc/config").read_text()
     scheme = {"local": "~/", "s3": "s3://", "gs": "gs://", "azure": "azure://"}[dvc_remote]

@@ -1,14 +1,23 @@
 """Shared test data: the example table and two tables of other shapes, plus params for each."""
 
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import joblib
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from sklearn.datasets import load_breast_cancer, load_wine
 
-from tumor_classifier import params
+from tumor_classifier import export, params, split, train, validate
 from tumor_classifier.params import Data, Params, Slice
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,7 +87,7 @@ def wine() -> pd.DataFrame:
     return wine_table()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def customers_params(project_params: Params) -> Params:
     data = Data(
         target="churned", categorical=["plan", "region"], drop=["customer_id"], positive_class="yes"
@@ -86,7 +95,7 @@ def customers_params(project_params: Params) -> Params:
     return fast(project_params, data, Slice(column="plan", bins=1))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def wine_params(project_params: Params) -> Params:
     return fast(project_params, Data(target="cultivar"), Slice(column="alcohol", bins=2))
 
@@ -100,3 +109,83 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def write_params(folder: Path, p: Params) -> None:
     (folder / "params.yaml").write_text(yaml.safe_dump(p.model_dump(by_alias=True)))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path, seconds: float) -> None:
+    """Poll url until it answers 200; fail with the server's log if it exits or takes too long."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"{url} did not come up:\n{log.read_text()[-3000:]}")
+            time.sleep(0.3)
+
+
+@dataclass(frozen=True)
+class Served:
+    url: str
+    folder: Path  # the model, its ONNX export, schema and params the service was built from
+    test: pd.DataFrame  # rows the model did not train on
+
+
+@pytest.fixture(scope="session")
+def served(
+    customers: pd.DataFrame, customers_params: Params, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    """A real `bentoml serve` on 127.0.0.1, serving a model of the customers table."""
+    folder = tmp_path_factory.mktemp("served")
+    write_params(folder, customers_params)
+    schema = validate.infer(customers, customers_params.data, 0.1)
+    (folder / "schema.yaml").write_text(str(schema.to_yaml()))
+    train_rows, test_rows = split.split(customers, "churned", customers_params.split)
+    fitted = train.fit(train_rows, customers_params.data, customers_params.train)
+    joblib.dump(fitted.model, folder / "model.joblib")
+    onnx, _ = export.export(fitted.model, test_rows, customers_params, customers_params.export)
+    assert onnx is not None
+    (folder / "onnx").mkdir()
+    (folder / "onnx/model.onnx").write_bytes(onnx)
+    env = {**os.environ, "BENTOML_HOME": str(folder / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
+    subprocess.run(
+        [sys.executable, "-m", "tumor_classifier.bento", "model.joblib", "onnx", "schema.yaml"],
+        cwd=folder,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    log = folder / "serve.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bentoml",
+                "serve",
+                "tumor_classifier.service:Classifier",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(f"{url}/readyz", server, log, 90)
+        yield Served(url, folder, test_rows)
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)

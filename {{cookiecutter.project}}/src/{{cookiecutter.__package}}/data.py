@@ -7,25 +7,29 @@ import pandas as pd
 from .cli import UserError
 from .params import Data
 
-READERS = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".jsonl": pd.read_json}
+READERS = (".csv", ".parquet", ".jsonl")
 
 
 def read_table(path: Path, data: Data | None = None) -> pd.DataFrame:
     """Read a table by its suffix; categorical columns and the target are read as text."""
-    reader = READERS.get(path.suffix)
-    if reader is None:
+    if path.suffix not in READERS:
         raise UserError(f"{path}: unsupported format; use one of {', '.join(READERS)}")
     if not path.exists():
         raise UserError(f"{path}: no such file")
-    text_columns = {c: str for c in [*data.categorical, data.target]} if data else {}
+    text_columns = [*data.categorical, data.target] if data else []
     try:
         if path.suffix == ".csv":
-            return pd.read_csv(path, dtype=text_columns)
-        if path.suffix == ".jsonl":
-            return pd.read_json(path, lines=True, dtype=text_columns)
-        return pd.read_parquet(path)
+            return pd.read_csv(path, dtype=dict.fromkeys(text_columns, str))
+        frame = (
+            pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_json(path, lines=True)
+        )
     except (ValueError, OSError) as error:
         raise UserError(f"{path}: cannot be read as {path.suffix[1:]} ({error})") from None
+    for column in set(text_columns) & set(frame.columns):
+        # Text, with nulls kept as nulls (astype(str) alone would write "None").
+        values = frame[column]
+        frame[column] = values.where(values.isna(), values.astype(str))
+    return frame
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:

@@ -73,6 +73,11 @@ class Gate(Section):
     slice_min_rows: int = Field(ge=1)
 
 
+class Export(Section):
+    onnx: bool
+    tolerance: float = Field(gt=0)
+
+
 class Slo(Section):
     p99_ms: float = Field(gt=0)
     error_rate: float = Field(ge=0, le=1)
@@ -81,6 +86,7 @@ class Slo(Section):
 class Serve(Section):
     max_records: int = Field(ge=1)
     max_body_bytes: int = Field(ge=1024)
+    accept_unseen_categories: bool
     slo: Slo
 
 
@@ -97,6 +103,7 @@ class Params(Section):
     train: Train
     evaluate: Evaluate
     gate: Gate
+    export: Export
     serve: Serve
     drift: Drift
 

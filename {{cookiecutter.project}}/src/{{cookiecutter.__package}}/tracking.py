@@ -6,10 +6,8 @@ from pathlib import Path
 import mlflow
 from mlflow.exceptions import MlflowException
 
+from . import NAME as NAME  # re-exported: the experiment and the registered model
 from .cli import UserError
-
-# The experiment and the registered model carry the package's name.
-NAME = __name__.partition(".")[0]
 
 
 def project_root(cwd: Path) -> Path:

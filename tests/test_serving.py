@@ -1,0 +1,136 @@
+"""Serving tier (slow): the baked project's Bento, served for real, answers and holds its SLO."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import ENV, run
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def post(url: str, body: bytes) -> tuple[int, dict[str, object]]:
+    request = urllib.request.Request(
+        f"{url}/predict", data=body, headers={"content-type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def start(cmd: list[str], cwd: Path, log: Path, **env: str) -> tuple[subprocess.Popen[bytes], str]:
+    """Start a server on a free port (put in place of {port} in cmd) and wait for /readyz."""
+    port = str(free_port())
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [part.format(port=port) for part in cmd],
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**ENV, **env},
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2):
+                return server, url
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                stop(server)
+                pytest.fail(f"{' '.join(cmd)} did not serve:\n{log.read_text()[-3000:]}")
+            time.sleep(0.3)
+
+
+def stop(server: subprocess.Popen[bytes]) -> None:
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def bento(project: Path) -> Path:
+    run(["make", "train"], project)
+    run(["make", "bento"], project)
+    return project
+
+
+@pytest.fixture(scope="module")
+def served(bento: Path) -> Iterator[str]:
+    """`make serve`, as a developer runs it."""
+    server, url = start(["make", "serve", "PORT={port}"], bento, bento / "build/serve.log")
+    try:
+        yield url
+    finally:
+        stop(server)
+
+
+def test_bento_is_a_complete_image_context(bento: Path) -> None:
+    context = bento / "build/bento"
+    assert (context / "env/docker/Dockerfile").is_file()
+    assert list((context / "models").glob("*/*/model.onnx"))
+    assert "BENTO_USER_UID=1034" in (context / "env/docker/Dockerfile").read_text()
+    requirements = (context / "env/python/requirements.txt").read_text()
+    assert "onnxruntime==" in requirements
+    assert "mlflow" not in requirements
+    assert "dvc" not in requirements
+
+
+def test_the_readme_curl_gets_a_prediction(bento: Path, served: str) -> None:
+    readme = (bento / "README.md").read_text()
+    assert "-d @build/example.json" in readme
+    status, answer = post(served, (bento / "build/example.json").read_bytes())
+    assert status == 200
+    assert answer["predictions"][0]["label"] in {"benign", "malignant"}  # type: ignore[index]
+
+
+def test_a_bad_request_is_a_400_naming_the_field(bento: Path, served: str) -> None:
+    example = json.loads((bento / "build/example.json").read_text())
+    example["records"][0]["mean_radius"] = "large"
+    status, answer = post(served, json.dumps(example).encode())
+    assert status == 400
+    assert "mean_radius" in json.dumps(answer)
+
+
+def test_loadtest_holds_the_slo(bento: Path, served: str) -> None:
+    result = run(["make", "loadtest", f"URL={served}", "USERS=4", "SECONDS=5"], bento)
+    assert "error_rate 0" in result.stdout
+
+
+def test_the_image_context_serves_alone(bento: Path, tmp_path: Path) -> None:
+    """What the container runs: the exported Bento, with nothing in BentoML's home."""
+    bentoml = str(bento / ".venv/bin/bentoml")
+    server, url = start(
+        [bentoml, "serve", ".", "--host", "127.0.0.1", "--port", "{port}"],
+        bento / "build/bento",
+        tmp_path / "serve.log",
+        BENTOML_HOME=str(tmp_path / "home"),
+    )
+    try:
+        status, _ = post(url, (bento / "build/example.json").read_bytes())
+    finally:
+        stop(server)
+    assert status == 200
+
+
+def test_batch_predictions(bento: Path) -> None:
+    run(["make", "predict", "INPUT=data/split/test.parquet", "OUTPUT=build/predictions.csv"], bento)
+    lines = (bento / "build/predictions.csv").read_text().splitlines()
+    assert lines[0].endswith("prediction,probability_benign,probability_malignant")
+    assert len(lines) == 115

@@ -1,0 +1,77 @@
+"""The service's input contract from the training schema: names, types, nulls, categories."""
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, create_model
+
+from .cli import UserError
+from .params import Data
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    numeric: bool
+    nullable: bool
+    categories: tuple[str, ...] = ()
+
+
+def from_schema(schema_yaml: str, data: Data) -> list[Feature]:
+    """The model's inputs as data/schema.yaml declares them, in the model's order: numbers, then
+    categories (as data.model_input builds them); the target and dropped columns aside."""
+    columns = yaml.safe_load(schema_yaml)["columns"]
+    features = []
+    for name, spec in columns.items():
+        if name == data.target or name in data.drop:
+            continue
+        numeric = name not in data.categorical
+        allowed = () if numeric else tuple(spec.get("isin") or ())
+        features.append(
+            Feature(name, numeric, bool(spec.get("nullable")), tuple(map(str, allowed)))
+        )
+    return sorted(features, key=lambda f: not f.numeric)
+
+
+def dump(features: list[Feature]) -> str:
+    return json.dumps([asdict(f) for f in features], indent=2)
+
+
+def load_text(text: str) -> list[Feature]:
+    return [Feature(**{**f, "categories": tuple(f["categories"])}) for f in json.loads(text)]
+
+
+def record_model(features: list[Feature], accept_unseen: bool) -> type[BaseModel]:
+    """A strict pydantic model of one record: every field required, no extras, finite numbers."""
+    fields: dict[str, Any] = {}
+    for f in features:
+        kind: Any = float if f.numeric else str
+        if not f.numeric and f.categories and not accept_unseen:
+            kind = Literal[f.categories]
+        fields[f.name] = (kind | None if f.nullable else kind, ...)
+    config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+    return create_model("Record", __config__=config, **fields)
+
+
+def check_frame(frame: pd.DataFrame, features: list[Feature], accept_unseen: bool) -> None:
+    """Batch inputs meet the same contract as requests, or one line says which column breaks it."""
+    missing = [f.name for f in features if f.name not in frame]
+    if missing:
+        raise UserError(f"input lacks columns: {', '.join(missing)}")
+    for f in features:
+        column = frame[f.name]
+        if f.numeric and not pd.api.types.is_numeric_dtype(column):
+            raise UserError(f"column {f.name!r} must be numeric")
+        if f.numeric and np.isinf(column).any():
+            raise UserError(f"column {f.name!r} has infinite values")
+        if not f.nullable and column.isna().any():
+            raise UserError(f"column {f.name!r} has missing values but is not nullable")
+        if not f.numeric and f.categories and not accept_unseen:
+            unseen = set(column.dropna().astype(str)) - set(f.categories)
+            if unseen:
+                shown = ", ".join(sorted(unseen)[:5])
+                raise UserError(f"column {f.name!r} has values unseen in training: {shown}")
