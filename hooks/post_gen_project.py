@@ -8,23 +8,21 @@ from pathlib import Path
 
 ANSWERS = json.loads(r"""{{ cookiecutter | tojson }}""")
 
-# Files that belong to one answer of an option: the files of every other answer are removed.
-# Options switch whole files; no file is partly rendered for an option.
-VARIANTS: dict[str, dict[str, list[str]]] = {}
+# The one table of files that depend on an answer: the template holds one whole file per answer,
+# named <stem>.<answer><suffix>; the chosen one takes the plain name and the others go.
+SWITCHED = {".github/actions/dvc-remote/action.yml": "dvc_remote"}
 
 
-def prune(answers: dict[str, str], root: Path) -> None:
-    """Remove the files of every answer not chosen."""
-    for option, files_by_answer in VARIANTS.items():
-        for answer, paths in files_by_answer.items():
+def switch(answers: dict[str, str], root: Path) -> None:
+    """Keep, for each switched file, the variant of the chosen answer."""
+    for target, option in SWITCHED.items():
+        path = root / target
+        for variant in path.parent.glob(f"{path.stem}.*{path.suffix}"):
+            answer = variant.name[len(path.stem) + 1 : -len(path.suffix)]
             if answer == answers[option]:
-                continue
-            for path in paths:
-                target = root / path
-                if target.is_dir():
-                    shutil.rmtree(target)
-                else:
-                    target.unlink(missing_ok=True)
+                variant.rename(path)
+            else:
+                variant.unlink()
 
 
 # The template's Python modules are plain Python written against the default package name;
@@ -62,7 +60,7 @@ def first_commit(answers: dict[str, str]) -> bool:
 
 
 if __name__ == "__main__":
-    prune(ANSWERS, Path.cwd())
+    switch(ANSWERS, Path.cwd())
     rename_package(ANSWERS["__package"], Path.cwd())
     committed = first_commit(ANSWERS)
     print(

@@ -109,7 +109,7 @@ def test_a_bad_request_is_a_400_naming_the_field(bento: Path, served: str) -> No
 
 
 def test_loadtest_holds_the_slo(bento: Path, served: str) -> None:
-    result = run(["make", "loadtest", f"URL={served}", "USERS=4", "SECONDS=5"], bento)
+    result = run(["make", "loadtest", f"URL={served}", "USERS=4", "DURATION=5"], bento)
     assert "error_rate 0" in result.stdout
 
 

@@ -1,5 +1,6 @@
 """Shared test data: the example table and two tables of other shapes, plus params for each."""
 
+import json
 import os
 import socket
 import subprocess
@@ -17,7 +18,8 @@ import pytest
 import yaml
 from sklearn.datasets import load_breast_cancer, load_wine
 
-from tumor_classifier import export, params, split, train, validate
+from tumor_classifier import export, params, reference, split, train, validate
+from tumor_classifier.data import feature_columns
 from tumor_classifier.params import Data, Params, Slice
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -153,9 +155,22 @@ def served(
     assert onnx is not None
     (folder / "onnx").mkdir()
     (folder / "onnx/model.onnx").write_bytes(onnx)
+    p = customers_params
+    rows = reference.sample(train_rows, fitted.model, p.data, p.reference, p.train.seed)
+    numeric, _ = feature_columns(list(customers.columns), p.data)
+    stats = reference.statistics(rows, numeric, p.reference)
+    (folder / "stats.json").write_text(json.dumps(stats))
     env = {**os.environ, "BENTOML_HOME": str(folder / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
     subprocess.run(
-        [sys.executable, "-m", "tumor_classifier.bento", "model.joblib", "onnx", "schema.yaml"],
+        [
+            sys.executable,
+            "-m",
+            "tumor_classifier.bento",
+            "model.joblib",
+            "onnx",
+            "schema.yaml",
+            "stats.json",
+        ],
         cwd=folder,
         env=env,
         check=True,

@@ -98,6 +98,15 @@ def test_set_image_changes_only_the_image_line_and_is_idempotent(project: Path) 
     deploy.manifests(project)
 
 
+def test_promotion_copies_the_staging_image_to_production(project: Path) -> None:
+    overlays = project / deploy.OVERLAYS
+    deploy.set_image(overlays, "staging", IMAGE)
+    assert deploy.image_of(overlays, "staging") == IMAGE
+    assert deploy.image_of(overlays, "production") != IMAGE
+    deploy.set_image(overlays, "production", deploy.image_of(overlays, "staging"))
+    assert deploy.image_of(overlays, "production") == IMAGE
+
+
 def test_set_image_keeps_line_endings_quotes_and_comments(tmp_path: Path) -> None:
     overlay = tmp_path / "qa"
     overlay.mkdir()
@@ -280,3 +289,11 @@ def test_applications_sync_both_overlays_automatically() -> None:
         assert policy["automated"] == {"prune": True, "selfHeal": True}
         assert "CreateNamespace=true" in policy["syncOptions"]
         assert policy["retry"]["limit"] > 0
+
+
+def test_image_runs_the_python_of_the_lock_as_bentoml_user() -> None:
+    dockerfile = (ROOT / "deploy/image/Dockerfile").read_text()
+    python = (ROOT / ".python-version").read_text().strip()
+    bases = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("FROM ")]
+    assert bases == [f"python:{python}-slim-bookworm"] * 2
+    assert "USER 1034:1034" in dockerfile

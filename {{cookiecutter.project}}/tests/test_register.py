@@ -110,7 +110,7 @@ def pipeline_outputs(small: tuple[train.Fitted, Params, pd.DataFrame], workdir: 
     joblib.dump(small[0].model, "model.joblib")
     Path("raw.csv.dvc").write_text("outs:\n- md5: 0123abcd\n  size: 1\n  path: raw.csv\n")
     Path("metrics.json").write_text(json.dumps({"accuracy": 0.97, "baseline": {"accuracy": 0.6}}))
-    return ["model.joblib", "raw.csv.dvc", "metrics.json"]
+    return ["model", "model.joblib", "raw.csv.dvc", "metrics.json"]
 
 
 def runs_named(name: str) -> int:
@@ -153,4 +153,23 @@ def test_a_model_trained_elsewhere_is_logged_then_registered(
 
 def test_missing_model_says_to_train_first(workdir: Path) -> None:
     with pytest.raises(UserError, match=r"model\.joblib not found: run `make train`"):
-        register.main(["model.joblib", "raw.csv.dvc", "metrics.json"])
+        register.main(["model", "model.joblib", "raw.csv.dvc", "metrics.json"])
+
+
+IMAGE = "ghcr.io/example-org/model@sha256:" + "ab" * 32
+
+
+def test_promotion_moves_the_alias_to_the_version_an_image_serves(
+    store: str, pipeline_outputs: list[str]
+) -> None:
+    register.main([*pipeline_outputs, "--alias", "staging", "--image", IMAGE])
+    register.main(["alias", "--alias", "production", "--image", IMAGE])
+    client = MlflowClient()
+    (version,) = client.search_model_versions(f"name = '{tracking.NAME}'")
+    assert version.tags["image"] == IMAGE
+    assert client.get_registered_model(tracking.NAME).aliases == {
+        "staging": version.version,
+        "production": version.version,
+    }
+    with pytest.raises(UserError, match="no version of .* is tagged with image"):
+        register.main(["alias", "--alias", "production", "--image", IMAGE.replace("ab", "cd")])

@@ -16,25 +16,32 @@ from . import NAME, cli, contract, params
 from .data import read_table
 
 
-def save(model: Path, onnx_dir: Path, schema: Path, p: params.Params) -> bentoml.Tag:
-    """Store the model once per file hash, with everything the service reads at start."""
+def save(
+    model: Path, onnx_dir: Path, schema: Path, reference: Path, p: params.Params
+) -> bentoml.Tag:
+    """Store the model with everything the service reads at start; once per distinct content."""
     md5 = hashlib.md5(model.read_bytes()).hexdigest()
-    tag = bentoml.Tag(NAME, md5[:16])
+    onnx = onnx_dir / "model.onnx"
+    features = contract.dump(contract.from_schema(schema.read_text(), p.data))
+    online = {"window": p.drift.window, "log_sample": p.drift.log_sample}
+    settings = json.dumps(p.serve.model_dump() | online | {"model_version": md5[:12]}, indent=2)
+    parts = [model.read_bytes(), onnx.read_bytes() if onnx.exists() else b"", features.encode()]
+    parts += [reference.read_bytes(), settings.encode()]
+    tag = bentoml.Tag(NAME, hashlib.sha256(b"\0".join(parts)).hexdigest()[:16])
     try:
         return bentoml.models.get(tag).tag
     except NotFound:
         pass
     revision = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
     metadata = {"model_md5": md5, "git_revision": revision.stdout.strip() or "unknown"}
-    settings = p.serve.model_dump() | {"model_version": md5[:12]}
     with bentoml.models.create(tag, metadata=metadata, labels={"owner": NAME}) as stored:
         folder = Path(stored.path)
         shutil.copy(model, folder / "model.joblib")
-        if (onnx_dir / "model.onnx").exists():
-            shutil.copy(onnx_dir / "model.onnx", folder / "model.onnx")
-        features = contract.from_schema(schema.read_text(), p.data)
-        (folder / "contract.json").write_text(contract.dump(features))
-        (folder / "serve.json").write_text(json.dumps(settings, indent=2))
+        if onnx.exists():
+            shutil.copy(onnx, folder / "model.onnx")
+        (folder / "contract.json").write_text(features)
+        shutil.copy(reference, folder / "reference.json")
+        (folder / "serve.json").write_text(settings)
     return tag
 
 
@@ -62,6 +69,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("model", type=Path)
     parser.add_argument("onnx", type=Path, help="the export stage's folder")
     parser.add_argument("schema", type=Path)
+    parser.add_argument("reference", type=Path, help="the reference stage's stats.json")
     parser.add_argument("--bentofile", type=Path, help="build the Bento too, from this file")
     parser.add_argument("--out", type=Path, default=Path("build/bento"), help="the image's context")
     parser.add_argument("--example", type=Path, help="write build/example.json from these rows")
@@ -69,7 +77,7 @@ def main(argv: list[str]) -> None:
     if not args.model.exists():
         raise cli.UserError(f"{args.model} not found: run `make train` (or `dvc pull`) first")
     p = params.load()
-    model_tag = save(args.model, args.onnx, args.schema, p)
+    model_tag = save(args.model, args.onnx, args.schema, args.reference, p)
     print(f"stored model {model_tag}")
     if args.example:
         example(args.example, args.schema, p, Path("build/example.json"))

@@ -82,6 +82,18 @@ def set_image(overlays: Path, env: str, image: str) -> list[Path]:
     return changed
 
 
+def image_of(overlays: Path, env: str) -> str:
+    """The image an overlay deploys (what promotion copies to the next environment)."""
+    images = {
+        match["value"]
+        for path in sorted((overlays / env).glob("*.yaml"))
+        for match in IMAGE_LINE.finditer(path.read_text())
+    }
+    if len(images) != 1:
+        raise cli.UserError(f"{overlays / env}: expected one image, found {len(images)}")
+    return images.pop()
+
+
 def slo_manifest(p: Params) -> str:
     """slo.yaml as params.yaml implies it; Prometheus measures durations in seconds."""
     values = {
@@ -310,11 +322,20 @@ def main(argv: list[str]) -> None:
     set_image_parser = commands.add_parser("set-image", help="write IMAGE into deploy/overlays/ENV")
     set_image_parser.add_argument("env", metavar="ENV")
     set_image_parser.add_argument("image", metavar="IMAGE", help="<repository>@sha256:<digest>")
+    promote_parser = commands.add_parser("promote", help="copy the image of one overlay to another")
+    promote_parser.add_argument("source", metavar="FROM")
+    promote_parser.add_argument("target", metavar="TO")
+    image_parser = commands.add_parser("image", help="print the image deploy/overlays/ENV deploys")
+    image_parser.add_argument("env", metavar="ENV")
     commands.add_parser("manifests", help="render every overlay and check it offline")
     args = parser.parse_args(argv)
-    if args.command == "set-image":
-        changed = set_image(OVERLAYS, args.env, args.image)
-        print(f"{OVERLAYS / args.env}: {args.image}{'' if changed else ' (already)'}")
+    if args.command == "image":
+        print(image_of(OVERLAYS, args.env))
+    elif args.command in ("set-image", "promote"):
+        env = args.env if args.command == "set-image" else args.target
+        image = args.image if args.command == "set-image" else image_of(OVERLAYS, args.source)
+        changed = set_image(OVERLAYS, env, image)
+        print(f"{OVERLAYS / env}: {image}{'' if changed else ' (already)'}")
     else:
         print("\n".join(manifests(Path())))
 

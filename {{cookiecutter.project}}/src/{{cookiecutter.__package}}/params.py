@@ -90,9 +90,17 @@ class Serve(Section):
     slo: Slo
 
 
+class Reference(Section):
+    rows: int = Field(ge=100)
+    bins: int = Field(ge=2)
+
+
 class Drift(Section):
     window: int = Field(ge=10)
     psi_alert: float = Field(gt=0)
+    share: float = Field(gt=0, le=1)
+    max_missing_share: float = Field(ge=0, le=1)
+    log_sample: float = Field(ge=0, le=1)
 
 
 class Params(Section):
@@ -103,6 +111,7 @@ class Params(Section):
     train: Train
     evaluate: Evaluate
     gate: Gate
+    reference: Reference
     export: Export
     serve: Serve
     drift: Drift

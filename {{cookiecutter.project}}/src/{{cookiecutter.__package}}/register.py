@@ -39,8 +39,8 @@ def version_of(client: MlflowClient, model_md5: str) -> ModelVersion | None:
     return found[0] if found else None
 
 
-def register(model: Path, tags: dict[str, str], alias: str) -> ModelVersion:
-    """Register the model once (by its hash) and move the alias to that version."""
+def register(model: Path, tags: dict[str, str], alias: str, image: str | None) -> ModelVersion:
+    """Register the model once (by its hash), note the image serving it, move the alias to it."""
     tracking.start()
     client = MlflowClient()
     version = version_of(client, tags["model_md5"])
@@ -57,21 +57,46 @@ def register(model: Path, tags: dict[str, str], alias: str) -> ModelVersion:
                     skops_trusted_types=["numpy.dtype"],
                 ).model_uri
         version = mlflow.register_model(uri, tracking.NAME, tags=tags)
+    if image:
+        client.set_model_version_tag(tracking.NAME, version.version, "image", image)
     client.set_registered_model_alias(tracking.NAME, alias, version.version)
     return version
 
 
+def move_alias(alias: str, image: str) -> ModelVersion:
+    """Point the alias at the version an image serves: how a promotion is recorded."""
+    tracking.start()
+    client = MlflowClient()
+    found = client.search_model_versions(f"name = '{tracking.NAME}' and tags.image = '{image}'")
+    if not found:
+        raise cli.UserError(
+            f"no version of {tracking.NAME} is tagged with image {image}: was it released?"
+        )
+    client.set_registered_model_alias(tracking.NAME, alias, found[0].version)
+    return found[0]
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="register", description=__doc__)
-    parser.add_argument("model", type=Path)
-    parser.add_argument("data_dvc", type=Path, help="the .dvc file of the raw data")
-    parser.add_argument("metrics", type=Path)
-    parser.add_argument("--alias", default="staging")
+    commands = parser.add_subparsers(dest="command", required=True)
+    model = commands.add_parser("model", help="register the DVC-tracked model and move an alias")
+    model.add_argument("model", type=Path)
+    model.add_argument("data_dvc", type=Path, help="the .dvc file of the raw data")
+    model.add_argument("metrics", type=Path)
+    model.add_argument("--alias", default="staging")
+    model.add_argument("--image", help="the image built with this model, <repository>@<digest>")
+    alias = commands.add_parser("alias", help="move an alias to the version an image serves")
+    alias.add_argument("--alias", required=True)
+    alias.add_argument("--image", required=True)
     args = parser.parse_args(argv)
+    if args.command == "alias":
+        version = move_alias(args.alias, args.image)
+        print(f"{tracking.NAME} version {version.version} ({args.image}) is @{args.alias}")
+        return
     if not args.model.exists():
-        raise cli.UserError(f"{args.model} not found: run `make train` (or `dvc pull`) first")
+        raise cli.UserError(f"{args.model} not found: run `make train` (or `make pull`) first")
     tags = lineage(args.model, args.data_dvc, args.metrics)
-    version = register(args.model, tags, args.alias)
+    version = register(args.model, tags, args.alias, args.image)
     md5 = tags["model_md5"]
     print(f"{tracking.NAME} version {version.version} (model md5 {md5}) is @{args.alias}")
 

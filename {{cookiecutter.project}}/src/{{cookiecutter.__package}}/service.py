@@ -2,7 +2,12 @@
 
 import gc
 import json
+import logging
+import math
+import random
+import sys
 from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,6 +15,7 @@ import bentoml
 from pydantic import BaseModel, Field
 
 from . import NAME, contract
+from .monitor import OnlineDrift
 from .predict import Predictor
 
 Scope = MutableMapping[str, Any]
@@ -39,11 +45,29 @@ INFO = bentoml.metrics.Gauge(
     labelnames=["model_version", "backend"],
     multiprocess_mode="max",
 )
+DRIFT = bentoml.metrics.Gauge(
+    name="model_feature_drift",
+    documentation="Population stability index of each feature over the recent requests",
+    labelnames=["feature"],
+    multiprocess_mode="max",
+)
+PREDICTION_DRIFT = bentoml.metrics.Gauge(
+    name="model_prediction_drift",
+    documentation="Population stability index of the predicted classes over the recent requests",
+    multiprocess_mode="max",
+)
 REJECTED = bentoml.metrics.Counter(
     name="model_rejected_requests",
     documentation="Requests refused with a 4xx, by reason",
     labelnames=["reason"],
 )
+
+
+# A share of the requests, one JSON object per record on stdout: what `make current` collects from
+# the log store and `make drift` compares with the training reference.
+REQUESTS = logging.getLogger(f"{NAME}.requests")
+# The gauges move every few requests: the index needs counts, not every single record.
+DRIFT_EVERY = 16
 
 
 class Prediction(BaseModel):
@@ -94,7 +118,7 @@ class Guard:
         status = 0
         errors = bytearray()
 
-        async def watch(message: Message) -> None:
+        async def watched(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -102,7 +126,7 @@ class Guard:
                 errors.extend(message.get("body", b""))
             await send(message)
 
-        await self.app(scope, replay, watch)
+        await self.app(scope, replay, watched)
         if 400 <= status < 500:
             REJECTED.labels(reason=reason(status, bytes(errors))).inc()
 
@@ -143,6 +167,14 @@ class Classifier:
         self.version = SETTINGS["model_version"]
         self.counted = {c: PREDICTIONS.labels(**{"class": c}) for c in self.predictor.classes}
         INFO.labels(model_version=self.version, backend=self.predictor.backend).set(1)
+        stats = json.loads((FOLDER / "reference.json").read_text())
+        self.drift = OnlineDrift(FEATURES, stats, SETTINGS["window"])
+        self.drift_gauges = {f.name: DRIFT.labels(feature=f.name) for f in FEATURES}
+        self.requests = 0
+        # Set up here, not at import: BentoML configures logging in between, disabling old loggers.
+        REQUESTS.disabled, REQUESTS.propagate = False, False
+        REQUESTS.setLevel(logging.INFO)
+        REQUESTS.handlers = [logging.StreamHandler(sys.stdout)]
         # Everything loaded so far lives as long as the worker: keep it out of the garbage
         # collector's full scans, which otherwise add 100+ ms pauses to the slowest requests.
         gc.collect()
@@ -159,10 +191,30 @@ class Classifier:
         for label, row in zip(labels, proba.tolist(), strict=True):
             self.counted[label].inc()
             SCORE.observe(max(row))
-            predictions.append(
-                Prediction(label=label, probabilities=dict(zip(classes, row, strict=True)))
-            )
+            probabilities = dict(zip(classes, row, strict=True))
+            predictions.append(Prediction(label=label, probabilities=probabilities))
+        self.monitor(records, columns, predictions)
         return Predictions(model_version=self.version, predictions=predictions)
+
+    def monitor(
+        self, records: list[Any], columns: dict[str, list[Any]], predictions: list[Prediction]
+    ) -> None:
+        """Feed the drift gauges; log a share of the requests."""
+        labels = [p.label for p in predictions]
+        self.drift.observe(columns, labels)
+        self.requests += 1
+        if self.requests % DRIFT_EVERY == 0:
+            indices = self.drift.indices()
+            if not math.isnan(indices["prediction"]):  # the window holds enough records
+                for name, gauge in self.drift_gauges.items():
+                    gauge.set(indices[name])
+                PREDICTION_DRIFT.set(indices["prediction"])
+        if random.random() < SETTINGS["log_sample"]:
+            now = datetime.now(UTC).isoformat(timespec="milliseconds")
+            for record, prediction in zip(records, predictions, strict=True):
+                probabilities = {f"probability_{c}": p for c, p in prediction.probabilities.items()}
+                line = {**record.model_dump(), "prediction": prediction.label, **probabilities}
+                REQUESTS.info(json.dumps(line | {"model_version": self.version, "time": now}))
 
 
 # The decorator made Classifier a bentoml Service, which mypy cannot see.
