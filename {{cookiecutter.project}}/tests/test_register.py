@@ -171,5 +171,5 @@ def test_promotion_moves_the_alias_to_the_version_an_image_serves(
         "staging": version.version,
         "production": version.version,
     }
-    with pytest.raises(UserError, match="no version of .* is tagged with image"):
+    with pytest.raises(UserError, match=r"no version of .* is tagged with image"):
         register.main(["alias", "--alias", "production", "--image", IMAGE.replace("ab", "cd")])
