@@ -33,6 +33,7 @@ def test_features_follow_the_schema_without_target_or_identifiers(features: list
 GOOD: dict[str, Any] = {"plan": "pro", "region": None, "tenure": 3, "spend": 50.5}
 
 
+@pytest.mark.score("D7")
 @pytest.mark.parametrize(
     ("change", "error"),
     [

@@ -98,6 +98,7 @@ def test_set_image_changes_only_the_image_line_and_is_idempotent(project: Path) 
     deploy.manifests(project)
 
 
+@pytest.mark.score("I7")
 def test_promotion_copies_the_staging_image_to_production(project: Path) -> None:
     overlays = project / deploy.OVERLAYS
     deploy.set_image(overlays, "staging", IMAGE)

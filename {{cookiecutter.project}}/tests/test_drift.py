@@ -67,6 +67,7 @@ def test_unshifted_requests_show_no_drift(project: Path, monkeypatch: pytest.Mon
     assert (project / "out/summary.md").read_text().startswith("**No drift**")
 
 
+@pytest.mark.score("Mon7")
 def test_shifted_requests_fail_with_the_drifted_features(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -38,6 +38,7 @@ def test_binary_scores_match_hand_computed_values() -> None:
     assert scores["log_loss"] == pytest.approx(-np.mean(np.log([0.9, 0.8, 0.4, 0.3])))
 
 
+@pytest.mark.score("D2")
 def test_multiclass_metrics_per_class_and_slices(wine_trained: Trained) -> None:
     fitted, test_rows, p = wine_trained
     metrics, tables, confusion = evaluate.evaluate(fitted.model, fitted.baseline, test_rows, p)
@@ -47,6 +48,8 @@ def test_multiclass_metrics_per_class_and_slices(wine_trained: Trained) -> None:
     assert sum(s["rows"] for s in metrics["slices"].values()) == len(test_rows)
     assert set(tables) == {"roc", "precision_recall", "calibration", "importance"}
     assert len(confusion) == len(test_rows)
+    # Every input column's contribution is measured: a feature that does not help shows.
+    assert set(tables["importance"]["feature"]) == set(wine_trained.fitted.model.feature_names_in_)
     assert tables["importance"]["importance"].is_monotonic_decreasing
 
 

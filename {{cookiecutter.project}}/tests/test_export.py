@@ -12,6 +12,7 @@ from tumor_classifier import export, split, train
 from tumor_classifier.params import Params
 
 
+@pytest.mark.score("Mon3")
 @pytest.mark.parametrize(
     ("dataset", "p"), [("customers", "customers_params"), ("wine", "wine_params")]
 )

@@ -53,6 +53,9 @@ def test_good_metrics_pass_and_tiny_slices_are_not_gated(project_params: Params)
     assert "worst slice (small)" in result["checks"][-1]["check"]
 
 
+@pytest.mark.score("M5")
+@pytest.mark.score("M6")
+@pytest.mark.score("M7")
 @pytest.mark.parametrize(
     ("path", "value", "failed"),
     [

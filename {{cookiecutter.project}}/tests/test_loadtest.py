@@ -50,6 +50,7 @@ def test_a_short_run_meets_a_loose_slo(
     assert requests > 50
 
 
+@pytest.mark.score("Mon6")
 @pytest.mark.parametrize("slo", [Slo(p99_ms=0.001, error_rate=0.0)])
 def test_a_missed_slo_fails_in_one_line(
     served: Served, workdir: Path, customers_params: Params, slo: Slo

@@ -72,18 +72,20 @@ def post(url: str, rows: list[dict[str, Any]]) -> None:
         assert response.status == 200
 
 
+def send(url: str, rows: list[dict[str, Any]], total: int = 5000, size: int = 25) -> None:
+    """`total` records in small requests, so that every worker's window fills with them."""
+    for start in range(0, total, size):
+        post(url, [rows[(start + i) % len(rows)] for i in range(size)])
+
+
 def test_the_service_gauges_move_under_drifted_traffic(
-    served: Served, customers_params: Params
+    served: Served, customers: pd.DataFrame, customers_params: Params
 ) -> None:
-    rows = json.loads(
-        served.test.drop(columns=["churned", "customer_id"]).to_json(orient="records")
-    )
-    for _ in range(40):
-        post(served.url, rows[:50])
+    # The whole table as traffic: a window of the test rows alone is too small a sample to be calm.
+    rows = json.loads(customers.drop(columns=["churned", "customer_id"]).to_json(orient="records"))
+    send(served.url, rows)
     calm = metric(served.url, 'model_feature_drift{feature="spend"}')
-    drifted = [{**row, "spend": row["spend"] + 80} for row in rows]
-    for _ in range(40):
-        post(served.url, drifted[:50])
+    send(served.url, [{**row, "spend": row["spend"] + 80} for row in rows])
     stormy = metric(served.url, 'model_feature_drift{feature="spend"}')
     assert stormy > customers_params.drift.psi_alert > calm
     assert (

@@ -15,6 +15,8 @@ PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 PACKAGE = "tumor_classifier"
 
 
+@pytest.mark.score("D6")
+@pytest.mark.score("I3")
 @pytest.mark.parametrize("stage", list(PIPELINE["stages"]))
 def test_one_stage_one_module_one_params_section_one_test_file(stage: str) -> None:
     spec = PIPELINE["stages"][stage]
@@ -45,6 +47,7 @@ def test_other_tables_run_through_every_stage(
     assert result["passed"], result
 
 
+@pytest.mark.score("I1")
 def test_same_inputs_same_metrics(cancer: pd.DataFrame, project_params: Params) -> None:
     def run() -> dict[str, object]:
         train_rows, test_rows = split.split(cancer, "diagnosis", project_params.split)

@@ -59,6 +59,7 @@ def test_health_endpoints(served: Served) -> None:
             assert response.status == 200
 
 
+@pytest.mark.score("Mon5")
 def test_one_record_gets_a_label_probabilities_and_the_model_version(
     served: Served, record: dict[str, Any]
 ) -> None:
@@ -71,6 +72,7 @@ def test_one_record_gets_a_label_probabilities_and_the_model_version(
     assert math.isclose(sum(prediction["probabilities"].values()), 1, rel_tol=1e-5)
 
 
+@pytest.mark.score("Mon3")
 def test_a_batch_equals_batch_inference_on_the_same_rows(served: Served) -> None:
     rows = served.test.head(50)
     status, answer = post(served.url, body(records=records(rows)))
@@ -192,6 +194,7 @@ def bad_requests(record: dict[str, Any]) -> list[tuple[str, bytes, str, int, str
     ]
 
 
+@pytest.mark.score("Mon2")
 def test_bad_requests_get_a_4xx_that_says_what_is_wrong(
     served: Served, record: dict[str, Any]
 ) -> None:

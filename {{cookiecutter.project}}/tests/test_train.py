@@ -14,6 +14,7 @@ from tumor_classifier.data import feature_columns, model_input
 from tumor_classifier.params import Params, Search
 
 
+@pytest.mark.score("M3")
 def test_grid_search_picks_from_the_space(cancer: pd.DataFrame, project_params: Params) -> None:
     p = project_params
     fitted = train.fit(cancer, p.data, p.train)
@@ -81,6 +82,7 @@ def test_space_converts_distributions() -> None:
     assert space["model__penalty"] == ["l2"]
 
 
+@pytest.mark.score("I2")
 @pytest.mark.parametrize(
     ("space", "kind", "message"),
     [

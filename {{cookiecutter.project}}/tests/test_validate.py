@@ -24,6 +24,7 @@ def test_shipped_schema_is_what_make_schema_infers(cancer_schema: pa.DataFrameSc
     assert (ROOT / "data/schema.yaml").read_text() == cancer_schema.to_yaml()
 
 
+@pytest.mark.score("D1")
 def test_inferred_schema_accepts_its_data_and_widens_ranges(
     cancer: pd.DataFrame, cancer_schema: pa.DataFrameSchema, project_params: Params
 ) -> None:
@@ -68,6 +69,8 @@ def broken(frame: pd.DataFrame, change: str) -> pd.DataFrame:
     return frame
 
 
+@pytest.mark.score("D4")
+@pytest.mark.score("Mon2")
 @pytest.mark.parametrize(
     ("change", "message"),
     [
