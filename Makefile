@@ -9,6 +9,7 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(shell python3 -m site --user-bas
 export PATH := $(dir $(UV)):$(PATH)
 RUN := $(UV) run --locked
 DEMO := build/demo
+DEMO_PORT ?= 3123
 
 .PHONY: help demo test test-fast lint
 
@@ -18,10 +19,17 @@ help: ## List the targets
 $(UV):
 	python3 -m pip install --user --quiet uv || python3 -m pip install --user --quiet --break-system-packages uv
 
-demo: $(UV) ## Bake the default project into build/demo and run its loop
+demo: $(UV) ## Bake the default project into build/demo and run its loop: train, serve, predict
 	rm -rf $(DEMO)
 	$(RUN) cookiecutter --no-input --output-dir $(DEMO) .
-	cd $(DEMO)/*/ && $(MAKE) setup lint test
+	cd $(DEMO)/*/ && $(MAKE) setup train bento
+	@# The service in its own process group, so that stopping it stops its workers too.
+	cd $(DEMO)/*/ && { setsid $(MAKE) serve PORT=$(DEMO_PORT) > build/serve.log 2>&1 & server=$$!; \
+	  trap 'kill -- -$$server' EXIT; \
+	  timeout 120 sh -c 'until curl -sf http://127.0.0.1:$(DEMO_PORT)/readyz; do sleep 1; done'; \
+	  curl -sS -X POST http://127.0.0.1:$(DEMO_PORT)/predict -H 'content-type: application/json' \
+	    -d @build/example.json; echo; }
+	cd $(DEMO)/*/ && $(MAKE) predict INPUT=data/split/test.parquet OUTPUT=build/predictions.csv
 
 test: $(UV) ## Every tier of the template tests
 	$(RUN) pytest
