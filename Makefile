@@ -10,8 +10,10 @@ export PATH := $(dir $(UV)):$(PATH)
 RUN := $(UV) run --locked
 DEMO := build/demo
 DEMO_PORT ?= 3123
+BENCH := build/bench
+ROWS ?= 10000 100000 1000000
 
-.PHONY: help demo test test-fast lint
+.PHONY: help demo test test-fast lint bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -36,6 +38,16 @@ test: $(UV) ## Every tier of the template tests
 
 test-fast: $(UV) ## The tiers that do not install a baked project
 	$(RUN) pytest -m "not slow"
+
+bench: $(UV) ## Pipeline stage times as ROWS grow, and serving against MLflow (needs wrk); into build/bench
+	rm -rf $(BENCH)
+	$(RUN) cookiecutter --no-input --output-dir $(BENCH) .
+	@# Its own BentoML store, so that the served model is the one this benchmark trained.
+	export BENTOML_HOME=$(abspath $(BENCH))/bentoml && project=$$(echo $(BENCH)/*/) && \
+	  $(MAKE) -C $$project setup && \
+	  $(RUN) python tests/bench_pipeline.py $$project --rows $(ROWS) && \
+	  $(MAKE) -C $$project train register bento && \
+	  $(RUN) python tests/bench_serving.py $$project
 
 lint: $(UV) ## pre-commit on the template itself
 	$(RUN) pre-commit run --all-files --show-diff-on-failure

@@ -48,8 +48,10 @@ class Repository:
         for workflow in sorted((path / ".github/workflows").glob("*.yml")):
             jobs = yaml.safe_load(workflow.read_text())["jobs"].values()
             steps = [step for job in jobs for step in job.get("steps", [])]
-            for local in {s["uses"] for s in steps if s.get("uses", "").startswith("./")}:
-                steps += yaml.safe_load((path / local / "action.yml").read_text())["runs"]["steps"]
+            # Local actions, by GitHub's self-repository syntax `$/path`.
+            for local in {s["uses"] for s in steps if s.get("uses", "").startswith("$/")}:
+                action = path / local.removeprefix("$/") / "action.yml"
+                steps += yaml.safe_load(action.read_text())["runs"]["steps"]
             self.targets[workflow.name] = {
                 t for s in steps for t in re.findall(r"\bmake ([a-z-]+)", s.get("run", ""))
             }

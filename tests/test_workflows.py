@@ -62,7 +62,7 @@ def test_actionlint_and_zizmor_report_nothing(github: Path) -> None:
 def test_every_action_is_pinned_by_sha_with_its_tag(github: Path) -> None:
     for path in github.rglob("*.yml"):
         for target, rest in USES.findall(path.read_text()):
-            if target.startswith("./"):
+            if target.startswith("$/"):
                 assert (github.parent / target[2:] / "action.yml").is_file(), target
                 continue
             action, _, sha = target.partition("@")
@@ -111,7 +111,7 @@ def test_release_builds_without_caches_and_deploys_only_what_was_scanned_and_sig
 ) -> None:
     release = workflows(github)["release.yml"]
     for step in steps(release):
-        if step.get("uses") == "./.github/actions/setup":
+        if step.get("uses") == "$/.github/actions/setup":
             assert step["with"]["cache"] == "false"
         assert not step.get("uses", "").startswith("actions/cache@")
     assert set(release["jobs"]["deploy"]["needs"]) == {"build", "scan", "sign"}
