@@ -71,7 +71,10 @@ def main() -> None:
     seconds: dict[int, dict[str, float]] = {}
     try:
         for rows in sorted(args.rows):
-            timed(["uv", "run", "--locked", "python", "-c", SYNTHESIZE, str(example), str(rows)], project)
+            timed(
+                ["uv", "run", "--locked", "python", "-c", SYNTHESIZE, str(example), str(rows)],
+                project,
+            )
             timed(["make", "schema"], project)
             seconds[rows] = {}
             for stage in stages:
@@ -92,7 +95,9 @@ def main() -> None:
     )
     lines.append("|---|" + "---:|" * (len(sizes) + 1))
     for stage in [*stages, "total"]:
-        row = {n: seconds[n][stage] if stage != "total" else sum(seconds[n].values()) for n in sizes}
+        row = {
+            n: seconds[n][stage] if stage != "total" else sum(seconds[n].values()) for n in sizes
+        }
         lines.append(
             f"| {stage} | " + " | ".join(f"{row[n]:.1f} s" for n in sizes)
             + f" | {row[last] / row[first]:.1f}× |"
