@@ -1,4 +1,4 @@
-"""Serving benchmark: one trained model served three ways, under the same load, in interleaved rounds.
+"""Serving benchmark: one trained model served three ways, under the same load, interleaved.
 
 (a) the generated BentoML service (`make serve`), (b) `mlflow models serve` of the same registered
 model, (c) the floor: the service's own parse-predict-serialise work called in-process, no HTTP.
@@ -135,11 +135,12 @@ def table(rounds: dict[str, list[dict[str, float]]], connections: int) -> str:
         "| requests/s ÷ MLflow's |",
         "|---|---:|---:|---:|---:|---:|",
     ]
+    mlflow = rps["mlflow models serve"]
     for name in rounds:
         errors = sum(int(r["errors"]) for r in rounds[name])
         lines.append(
             f"| {name} | {rps[name]:.0f} | {median(name, 'p50_ms'):.1f} "
-            f"| {median(name, 'p99_ms'):.1f} | {errors} | {rps[name] / rps['mlflow models serve']:.1f}× |"
+            f"| {median(name, 'p99_ms'):.1f} | {errors} | {rps[name] / mlflow:.1f}× |"
         )
     return "\n".join(lines)
 
