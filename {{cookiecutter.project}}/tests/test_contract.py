@@ -41,6 +41,8 @@ GOOD: dict[str, Any] = {"plan": "pro", "region": None, "tenure": 3, "spend": 50.
         ({"spend": None}, "float_type"),
         ({"spend": "50"}, "float_type"),
         ({"spend": float("inf")}, "finite_number"),
+        ({"spend": 1e39}, "less_than_equal"),  # infinite in ONNX Runtime's 32-bit floats
+        ({"spend": -1e39}, "greater_than_equal"),
         ({"extra": 1}, "extra_forbidden"),
     ],
 )
@@ -63,6 +65,7 @@ def test_unseen_categories_pass_when_accepted(features: list[Feature]) -> None:
         (lambda f: f.drop(columns="spend"), "input lacks columns: spend"),
         (lambda f: f.assign(spend="x"), "column 'spend' must be numeric"),
         (lambda f: f.assign(spend=float("inf")), "column 'spend' has infinite values"),
+        (lambda f: f.assign(spend=-1e39), "column 'spend' has values beyond ±3.403e"),
         (
             lambda f: f.assign(spend=f["spend"].where(f.index != 0)),
             "column 'spend' has missing values but is not nullable",

@@ -106,6 +106,26 @@ def test_current_keeps_only_request_records(tmp_path: Path) -> None:
         drift.current(str(logs), tmp_path / "current.jsonl")
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["current", "", "out.jsonl"], "no LOGS: make current LOGS="),
+        (["current", "missing.log", "out.jsonl"], "cannot read missing.log"),
+        (
+            ["current", "http://127.0.0.1:9/logs", "out.jsonl"],
+            "cannot read http://127.0.0.1:9/logs",
+        ),
+        (["report", "missing.jsonl", "out"], "missing.jsonl: no such file; make current LOGS="),
+    ],
+)
+def test_missing_logs_or_requests_say_how_to_get_them(
+    argv: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=message):
+        drift.main(argv)
+
+
 class FakeGitHub(BaseHTTPRequestHandler):
     """GitHub's issues API, as far as the monitor workflow uses it."""
 

@@ -159,6 +159,13 @@ def bad_requests(record: dict[str, Any]) -> list[tuple[str, bytes, str, int, str
             400,
             "finite",
         ),
+        (
+            "number beyond 32-bit floats",
+            one.replace(f'"spend": {field}', '"spend": 1e39').encode(),
+            json_type,
+            400,
+            "less than or equal",
+        ),
         ("unseen category", changed(plan="enterprise"), json_type, 400, "basic"),
         ("category as number", changed(plan=3), json_type, 400, "plan"),
         ("category in other case", changed(plan="Basic"), json_type, 400, "plan"),
@@ -177,6 +184,7 @@ def bad_requests(record: dict[str, Any]) -> list[tuple[str, bytes, str, int, str
         ("records as text", body(records="all"), json_type, 400, "records"),
         ("nested list", body(records=[[record]]), json_type, 400, "records"),
         ("no records key", body(rows=[record]), json_type, 400, "records"),
+        ("unknown key beside records", body(records=[record], limit=5), json_type, 400, "limit"),
         ("empty object", b"{}", json_type, 400, "records"),
         ("top-level list", json.dumps([record]).encode(), json_type, 400, "object"),
         ("top-level number", b"42", json_type, 400, "object"),
@@ -206,6 +214,11 @@ def test_bad_requests_get_a_4xx_that_says_what_is_wrong(
         if status != expected or text not in json.dumps(answer):
             failures.append(f"{name}: {status} {json.dumps(answer)[:300]}")
     assert failures == []
+    # A client's mistake is one line in the server's log, without a traceback or the values sent.
+    log = (served.folder / "serve.log").read_text()
+    assert "refused /predict: records.0.spend: float_type" in log
+    assert "Traceback" not in log
+    assert "input_value" not in log
 
 
 def test_other_methods_and_paths_are_4xx(served: Served) -> None:

@@ -2,15 +2,20 @@
 
 import json
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from .cli import UserError
 from .params import Data
+
+# ONNX Runtime computes in 32-bit floats: a larger number would become infinity there and get a
+# confident, meaningless answer, so the contract refuses it.
+LARGEST = float(np.finfo(np.float32).max)
+Number = Annotated[float, Field(ge=-LARGEST, le=LARGEST)]
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,7 @@ def record_model(features: list[Feature], accept_unseen: bool) -> type[BaseModel
     """A strict pydantic model of one record: every field required, no extras, finite numbers."""
     fields: dict[str, Any] = {}
     for f in features:
-        kind: Any = float if f.numeric else str
+        kind: Any = Number if f.numeric else str
         if not f.numeric and f.categories and not accept_unseen:
             kind = Literal[f.categories]
         fields[f.name] = (kind | None if f.nullable else kind, ...)
@@ -68,6 +73,8 @@ def check_frame(frame: pd.DataFrame, features: list[Feature], accept_unseen: boo
             raise UserError(f"column {f.name!r} must be numeric")
         if f.numeric and np.isinf(column).any():
             raise UserError(f"column {f.name!r} has infinite values")
+        if f.numeric and (column.abs() > LARGEST).any():
+            raise UserError(f"column {f.name!r} has values beyond ±{LARGEST:.4g} (32-bit floats)")
         if not f.nullable and column.isna().any():
             raise UserError(f"column {f.name!r} has missing values but is not nullable")
         if not f.numeric and f.categories and not accept_unseen:

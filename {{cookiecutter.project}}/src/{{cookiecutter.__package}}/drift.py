@@ -23,11 +23,14 @@ Verdict = dict[str, Any]
 
 def current(logs: str, out: Path) -> int:
     """Keep the service's request records from a log file or URL; point this at your log store."""
-    if "://" in logs:
-        with urllib.request.urlopen(logs, timeout=60) as response:
-            lines = response.read().decode().splitlines()
-    else:
-        lines = Path(logs).read_text().splitlines()
+    try:
+        if "://" in logs:
+            with urllib.request.urlopen(logs, timeout=60) as response:
+                lines = response.read().decode().splitlines()
+        else:
+            lines = Path(logs).read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise cli.UserError(f"cannot read {logs}: {error}") from None
     records = []
     for line in lines:
         start = line.find("{")  # a log collector may prefix a timestamp
@@ -178,8 +181,14 @@ def main(argv: list[str]) -> None:
         print(publish(env.get("GITHUB_API_URL", "https://api.github.com"), repository, token, body))
         return
     if args.command == "current":
+        if not args.logs:
+            raise cli.UserError("no LOGS: make current LOGS=<file or URL of the service's output>")
         print(f"{current(args.logs, args.out)} request records in {args.out}")
         return
+    if not args.current.exists():
+        raise cli.UserError(
+            f"{args.current}: no such file; make current LOGS=... collects the service's requests"
+        )
     p = params.load()
     features = contract.from_schema(args.schema.read_text(), p.data)
     now = read_table(args.current, p.data)

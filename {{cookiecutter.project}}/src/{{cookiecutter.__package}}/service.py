@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
-from pydantic import BaseModel, Field
+from bentoml.exceptions import BentoMLException
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import NAME, contract
 from .monitor import OnlineDrift
@@ -68,6 +69,14 @@ REJECTED = bentoml.metrics.Counter(
 REQUESTS = logging.getLogger(f"{NAME}.requests")
 # The gauges move every few requests: the index needs counts, not every single record.
 DRIFT_EVERY = 16
+
+
+# bentoml exports IODescriptor lazily, so mypy sees Any.
+class Request(bentoml.IODescriptor):  # type: ignore[misc]
+    """The body: {"records": [...]}, and nothing else beside it."""
+
+    model_config = ConfigDict(extra="forbid")
+    records: Records
 
 
 class Prediction(BaseModel):
@@ -141,6 +150,28 @@ class Guard:
         await send({"type": "http.response.body", "body": body})
 
 
+class ClientMistakes(logging.Filter):
+    """BentoML logs each refused request as an ERROR with a traceback that quotes the input. A
+    client's mistake is not the server's error: one line, without the values, is enough (the
+    model_rejected_requests_total metric counts them by reason)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, ValidationError):
+            shown = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['type']}" for e in error.errors()[:3]
+            )
+        elif isinstance(error, BentoMLException) and error.error_code < 500:
+            shown = type(error).__name__
+        else:
+            return True
+        path = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+        record.msg, record.args = "refused %s: %s", (path, shown)
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
 def reason(status: int, body: bytes) -> str:
     """The first validation error's type (missing, extra_forbidden, ...), or the status."""
     try:
@@ -175,12 +206,13 @@ class Classifier:
         REQUESTS.disabled, REQUESTS.propagate = False, False
         REQUESTS.setLevel(logging.INFO)
         REQUESTS.handlers = [logging.StreamHandler(sys.stdout)]
+        logging.getLogger("bentoml._internal.server.http_app").addFilter(ClientMistakes())
         # Everything loaded so far lives as long as the worker: keep it out of the garbage
         # collector's full scans, which otherwise add 100+ ms pauses to the slowest requests.
         gc.collect()
         gc.freeze()
 
-    @bentoml.api
+    @bentoml.api(input_spec=Request)
     async def predict(self, records: Records) -> Predictions:
         """Predict the class of each record, with every class's probability."""
         columns = {f.name: [getattr(r, f.name) for r in records] for f in FEATURES}
