@@ -54,6 +54,24 @@ def run(
     return result
 
 
+# Commits in baked projects: a fixed identity, no signing, none of the machine's hooks.
+GIT = [
+    "git",
+    "-c",
+    "user.name=Template Tests",
+    "-c",
+    "user.email=tests@example.org",
+    "-c",
+    "commit.gpgsign=false",
+    "-c",
+    "core.hooksPath=/dev/null",
+]
+
+
+def git(cwd: Path, *args: str) -> str:
+    return run([*GIT, *args], cwd).stdout
+
+
 @pytest.fixture(scope="session")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One baked project with its environment installed, shared by every slow test."""

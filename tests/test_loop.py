@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import RUNNING_PYTHON, bake_into, run
+from conftest import RUNNING_PYTHON, bake_into, git, run
 
 pytestmark = pytest.mark.slow
 
@@ -26,17 +26,6 @@ ANSWERS = {
 }
 IMAGE = "ghcr.io/acme-ml/churn-guard"
 DIGESTS = ["sha256:" + "1" * 64, "sha256:" + "2" * 64]
-GIT = [
-    "git",
-    "-c",
-    "user.name=Data Team",
-    "-c",
-    "user.email=team@example.org",
-    "-c",
-    "commit.gpgsign=false",
-    "-c",
-    "core.hooksPath=/dev/null",
-]
 
 
 class Repository:
@@ -64,7 +53,7 @@ class Repository:
         return run(["make", target, *args], self.path, check=check)
 
     def git(self, *args: str) -> str:
-        return run([*GIT, *args], self.path).stdout
+        return git(self.path, *args)
 
     def commit(self, message: str) -> str:
         self.git("add", "--all")

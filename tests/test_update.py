@@ -2,33 +2,14 @@
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ENV, TEMPLATE
-
-GIT = [
-    "git",
-    "-c",
-    "user.name=Template Tests",
-    "-c",
-    "user.email=tests@example.org",
-    "-c",
-    "commit.gpgsign=false",
-    "-c",
-    "core.hooksPath=/dev/null",
-]
+from conftest import TEMPLATE, git, run
 
 
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run([*GIT, *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
-
-
-def cruft(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(["cruft", *args], cwd=cwd, capture_output=True, text=True, env=ENV)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result
+def cruft(cwd: Path, *args: str, check: bool = True) -> int:
+    return run(["cruft", *args], cwd, check=check).returncode
 
 
 def create(template: Path, commit: str, into: Path) -> Path:
@@ -67,7 +48,7 @@ def test_an_update_lands_template_changes_beside_the_teams_own(tmp_path: Path) -
     git(project, "add", "--all")
     git(project, "commit", "--quiet", "--message", "The team's changes")
 
-    assert subprocess.run(["cruft", "check"], cwd=project, capture_output=True).returncode == 1
+    assert cruft(project, "check", check=False) == 1
     cruft(project, "update", "--skip-apply-ask", "--checkout", "HEAD")
     assert conflicts(project) == []
     assert (project / "README.md").read_text().endswith("A note the template added later.\n")
@@ -75,33 +56,25 @@ def test_an_update_lands_template_changes_beside_the_teams_own(tmp_path: Path) -
     assert "test_size: 0.25" in params.read_text()
     assert (project / "NOTES.md").read_text() == "The team's own file.\n"
     assert json.loads((project / ".cruft.json").read_text())["commit"] != older
-    assert subprocess.run(["cruft", "check"], cwd=project, capture_output=True).returncode == 0
+    assert cruft(project, "check", check=False) == 0
 
 
 def test_an_older_commit_of_this_repository_updates_to_head_cleanly(tmp_path: Path) -> None:
     # The oldest commit whose projects carry cruft's settings (it skips their .git and dataset).
-    found = subprocess.run(
-        [
-            "git",
-            "log",
-            "--format=%H",
-            "--reverse",
-            "-S[tool.cruft]",
-            "--",
-            "{{cookiecutter.project}}/pyproject.toml",
-        ],
-        cwd=TEMPLATE,
-        capture_output=True,
-        text=True,
-    ).stdout.split()
+    found = git(
+        TEMPLATE,
+        "log",
+        "--format=%H",
+        "--reverse",
+        "-S[tool.cruft]",
+        "--",
+        "{{cookiecutter.project}}/pyproject.toml",
+    ).split()
     head = git(TEMPLATE, "rev-parse", "HEAD").strip()
     if not found or found[0] == head:
         pytest.skip("this clone holds no older commit with cruft settings (a shallow clone)")
     project = create(TEMPLATE, found[0], tmp_path)
     cruft(project, "update", "--skip-apply-ask", "--checkout", head)
     assert conflicts(project) == []
-    status = git(project, "status", "--porcelain")
-    assert (
-        " params.yaml" in status or "M  params.yaml" in status or status
-    )  # the update changed files
+    assert git(project, "status", "--porcelain"), "the update changed no file"
     assert json.loads((project / ".cruft.json").read_text())["commit"] == head
