@@ -45,7 +45,7 @@ import json, sys, time
 from pathlib import Path
 import bentoml
 from tumor_classifier import NAME, contract
-from tumor_classifier.predict import Predictor
+from tumor_classifier.serving.predict import Predictor
 
 folder = Path(bentoml.models.get(f"{NAME}:latest").path)
 features = contract.load_text((folder / "contract.json").read_text())

@@ -81,7 +81,7 @@ def test_the_life_of_a_repository(tmp_path_factory: pytest.TempPathFactory) -> N
     origin = root / "origin.git"
     run(["git", "init", "--quiet", "--bare", "--initial-branch=main", str(origin)], root)
     repo.git("remote", "add", "origin", str(origin))
-    assert (repo.path / "src/churn_guard/train.py").is_file()
+    assert (repo.path / "src/churn_guard/pipeline/train.py").is_file()
 
     # 2. Set up, train and push main (ci.yml sets up; train.yml trains and records the results).
     repo.step("ci.yml", "setup")

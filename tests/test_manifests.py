@@ -201,7 +201,7 @@ def test_make_manifests_passes(
     package = next(path.name for path in (project / "src").iterdir())
     env = {**os.environ, "PATH": f"{tools}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": "src"}
     result = subprocess.run(
-        [sys.executable, "-m", f"{package}.deploy", "manifests"],
+        [sys.executable, "-m", f"{package}.ops.deploy", "manifests"],
         cwd=project,
         capture_output=True,
         text=True,

@@ -18,9 +18,10 @@ import pytest
 import yaml
 from sklearn.datasets import load_breast_cancer, load_wine
 
-from tumor_classifier import export, params, reference, split, train, validate
+from tumor_classifier import params
 from tumor_classifier.data import feature_columns
 from tumor_classifier.params import Data, Params, Slice
+from tumor_classifier.pipeline import export, reference, split, train, validate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -165,7 +166,7 @@ def served(
         [
             sys.executable,
             "-m",
-            "tumor_classifier.bento",
+            "tumor_classifier.ops.bento",
             "model.joblib",
             "onnx",
             "schema.yaml",
@@ -185,7 +186,7 @@ def served(
                 "-m",
                 "bentoml",
                 "serve",
-                "tumor_classifier.service:Classifier",
+                "tumor_classifier.serving.service:Classifier",
                 "--host",
                 "127.0.0.1",
                 "--port",

@@ -6,10 +6,11 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from tumor_classifier import contract, validate
+from tumor_classifier import contract
 from tumor_classifier.cli import UserError
 from tumor_classifier.contract import Feature
 from tumor_classifier.params import Params
+from tumor_classifier.pipeline import validate
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,1 @@
+"""The tools the workflows call through make: report, register, deploy, drift, doctor, ..."""

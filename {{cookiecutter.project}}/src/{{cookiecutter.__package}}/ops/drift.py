@@ -1,0 +1,212 @@
+"""`make current` and `make drift`: logged requests against the training reference, by Evidently."""
+
+import argparse
+import json
+import os
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from evidently import DataDefinition, Dataset, Report
+from evidently.metrics import DatasetMissingValueCount, ValueDrift
+from evidently.presets import DataDriftPreset
+from evidently.tests import lte
+
+from .. import cli, contract, params, render
+from ..data import read_table
+from ..params import Drift
+from ..serving.predict import Predictor, predict_frame
+
+Verdict = dict[str, Any]
+
+
+def current(logs: str, out: Path) -> int:
+    """Keep the service's request records from a log file or URL; point this at your log store."""
+    try:
+        if "://" in logs:
+            with urllib.request.urlopen(logs, timeout=60) as response:
+                lines = response.read().decode().splitlines()
+        else:
+            lines = Path(logs).read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise cli.UserError(f"cannot read {logs}: {error}") from None
+    records = []
+    for line in lines:
+        start = line.find("{")  # a log collector may prefix a timestamp
+        try:
+            record = json.loads(line[start:]) if start >= 0 else None
+        except ValueError:
+            continue
+        if isinstance(record, dict) and {"prediction", "model_version"} <= set(record):
+            records.append(line[start:])
+    if not records:
+        raise cli.UserError(f"{logs}: no request records (the service logs a share of requests)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(records) + "\n")
+    return len(records)
+
+
+def report(
+    reference: pd.DataFrame, now: pd.DataFrame, features: list[contract.Feature], d: Drift
+) -> Any:
+    """Evidently's report: drift of each feature and of the prediction; missing values."""
+    names = [f.name for f in features]
+    definition = DataDefinition(
+        numerical_columns=[f.name for f in features if f.numeric],
+        categorical_columns=[f.name for f in features if not f.numeric] + ["prediction"],
+    )
+    metrics = [
+        # Evidently picks each column's test by its type and the sample's size (K-S or chi-square
+        # p-values for small samples, distances for large ones): a logged day of a quiet service
+        # and a busy one are both judged fairly.
+        DataDriftPreset(columns=names, drift_share=d.share),
+        ValueDrift(column="prediction"),
+        DatasetMissingValueCount(columns=names, share_tests=[lte(d.max_missing_share)]),
+    ]
+    columns = [*names, "prediction"]
+    return Report(metrics, include_tests=True).run(
+        Dataset.from_pandas(now[columns], data_definition=definition),
+        Dataset.from_pandas(reference[columns], data_definition=definition),
+    )
+
+
+def verdict(snapshot: dict[str, Any]) -> Verdict:
+    """Which columns drifted, each column's score and test, and the three checks that decide."""
+    tests = {t["name"]: t for t in snapshot["tests"]}
+    status = {name: t["status"] == "SUCCESS" for name, t in tests.items()}
+    drift_tests = {
+        t["metric_config"]["params"]["column"]: t
+        for name, t in tests.items()
+        if name.startswith("Value Drift for column")
+    }
+    scores = {
+        m["config"]["column"]: float(m["value"])
+        for m in snapshot["metrics"]
+        if m["config"]["type"].endswith(":ValueDrift")
+    }
+    checks = {
+        "features": next(v for k, v in status.items() if k.startswith("Share of Drifted Columns")),
+        "prediction": status["Value Drift for column prediction"],
+        "missing values": next(v for k, v in status.items() if "issing" in k),
+    }
+    return {
+        "drift": not all(checks.values()),
+        "checks": checks,
+        "drifted": [c for c, t in drift_tests.items() if t["status"] == "FAIL"],
+        "scores": scores,
+        "tests": {c: t["description"] for c, t in drift_tests.items()},
+    }
+
+
+def summary(result: Verdict, rows: int, d: Drift) -> str:
+    """The markdown an issue or a pull request shows."""
+    drifted = set(result["drifted"])
+    features = len(result["scores"]) - 1
+    drifted_features = len(drifted - {"prediction"})
+    head = "Drift detected" if result["drift"] else "No drift"
+    mix = "drifted too" if "prediction" in drifted else "did not drift"
+    ordered = sorted(result["scores"], key=lambda c: (c not in drifted, c))
+    return "\n".join(
+        [
+            f"**{head}** in {rows} records against the training reference: {drifted_features} "
+            f"of {features} features drifted (the data drifts from a share of {d.share:g}); "
+            f"the prediction mix {mix}.\n",
+            render.table(
+                ["check", "passed"],
+                [(k, "yes" if v else "no") for k, v in result["checks"].items()],
+            ),
+            render.table(
+                ["column", "drifted", "score", "test"],
+                [
+                    (c, "yes" if c in drifted else "", result["scores"][c], result["tests"].get(c))
+                    for c in ordered
+                ],
+            ),
+        ]
+    )
+
+
+def github(api: str, token: str, method: str, path: str, payload: Any = None) -> Any:
+    """One call of GitHub's REST API."""
+    request = urllib.request.Request(
+        f"{api}{path}",
+        data=None if payload is None else json.dumps(payload).encode(),
+        method=method,
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def publish(api: str, repository: str, token: str, body: str) -> str:
+    """Open the drift issue, or update the one still open: one issue, however often drift recurs."""
+    found = github(api, token, "GET", f"/repos/{repository}/issues?labels=drift&state=open")
+    if found:
+        number = found[0]["number"]
+        github(api, token, "PATCH", f"/repos/{repository}/issues/{number}", {"body": body})
+        return f"updated issue #{number}"
+    issue = {"title": "Data drift in served requests", "body": body, "labels": ["drift"]}
+    created = github(api, token, "POST", f"/repos/{repository}/issues", issue)
+    return f"opened issue #{created['number']}"
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="drift", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    fetch = commands.add_parser("current", help="extract request records from service logs")
+    fetch.add_argument("logs", help="a log file or URL")
+    fetch.add_argument("out", type=Path)
+    check = commands.add_parser("report", help="compare records with the training reference")
+    check.add_argument("current", type=Path, help="CSV, Parquet or JSON lines of requests")
+    check.add_argument("out", type=Path, help="folder for report.html, drift.json and summary.md")
+    check.add_argument("--reference", type=Path, default=Path("models/reference/sample.parquet"))
+    check.add_argument("--model", type=Path, default=Path("models/model.joblib"))
+    check.add_argument("--schema", type=Path, default=Path("data/schema.yaml"))
+    issue = commands.add_parser("issue", help="open or update the one drift issue (on GitHub)")
+    issue.add_argument("summary", type=Path)
+    args = parser.parse_args(argv)
+    if args.command == "issue":
+        env = os.environ
+        repository, token = env.get("GITHUB_REPOSITORY"), env.get("GITHUB_TOKEN")
+        if not repository or not token:
+            raise cli.UserError(
+                "set GITHUB_REPOSITORY and GITHUB_TOKEN (the monitor workflow does)"
+            )
+        server, run = env.get("GITHUB_SERVER_URL", "https://github.com"), env.get("GITHUB_RUN_ID")
+        link = f"{server}/{repository}/actions/runs/{run}"
+        body = (
+            f"{args.summary.read_text()}\nThe full report.html: an artifact of [the run]({link}).\n"
+        )
+        print(publish(env.get("GITHUB_API_URL", "https://api.github.com"), repository, token, body))
+        return
+    if args.command == "current":
+        if not args.logs:
+            raise cli.UserError("no LOGS: make current LOGS=<file or URL of the service's output>")
+        print(f"{current(args.logs, args.out)} request records in {args.out}")
+        return
+    if not args.current.exists():
+        raise cli.UserError(
+            f"{args.current}: no such file; make current LOGS=... collects the service's requests"
+        )
+    p = params.load()
+    features = contract.from_schema(args.schema.read_text(), p.data)
+    now = read_table(args.current, p.data)
+    contract.check_frame(now, features, accept_unseen=True)
+    if "prediction" not in now:
+        now = predict_frame(Predictor(features, args.model, None), now)
+    reference = read_table(args.reference)
+    snapshot = report(reference, now, features, p.drift)
+    result = verdict(snapshot.dict())
+    args.out.mkdir(parents=True, exist_ok=True)
+    snapshot.save_html(str(args.out / "report.html"))
+    (args.out / "drift.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / "summary.md").write_text(summary(result, len(now), p.drift))
+    print((args.out / "summary.md").read_text().splitlines()[0])
+    if result["drift"]:
+        drifted = ", ".join(result["drifted"]) or "the missing values"
+        raise cli.UserError(f"drift in {drifted}: see {args.out / 'summary.md'}")
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,86 @@
+"""Export stage: the fitted pipeline as ONNX for the service's fast path, kept only if it agrees."""
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import onnxruntime as ort
+from skl2onnx import to_onnx
+from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+from sklearn.pipeline import Pipeline
+
+from .. import cli, params
+from ..data import feature_columns, model_input, read_table
+from ..params import Export
+from ..serving.predict import text
+
+
+def convert(model: Pipeline, columns: list[str], numeric: list[str]) -> bytes:
+    """ONNX with one input per column, in the table's order: float32 numbers (ONNX's Imputer
+    needs them) and text. skl2onnx may rename inputs (`a/b` is not a valid name): feed by order."""
+    inputs = [
+        (c, FloatTensorType([None, 1]) if c in numeric else StringTensorType([None, 1]))
+        for c in columns
+    ]
+    onnx = to_onnx(model, initial_types=inputs, options={"zipmap": False})
+    return bytes(onnx.SerializeToString())
+
+
+def parity(model: Pipeline, onnx: bytes, x: Any, numeric: list[str]) -> dict[str, Any]:
+    """How far ONNX Runtime's probabilities and labels are from scikit-learn's on the same rows."""
+    session = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
+    arrays = [
+        (x[c].to_numpy(np.float32) if c in numeric else text(x[c].to_numpy())).reshape(-1, 1)
+        for c in x.columns
+    ]
+    feeds = {i.name: a for i, a in zip(session.get_inputs(), arrays, strict=True)}
+    labels, proba = session.run(["label", "probabilities"], feeds)
+    return {
+        "rows": len(x),
+        "max_probability_difference": float(np.abs(proba - model.predict_proba(x)).max()),
+        "same_labels": bool((labels == model.predict(x)).all()),
+    }
+
+
+def export(
+    model: Pipeline, test: Any, p: params.Params, e: Export
+) -> tuple[bytes | None, dict[str, Any]]:
+    """The ONNX model and its parity report, or None and the reason it is not used."""
+    if not e.onnx:
+        return None, {"exported": False, "reason": "export.onnx is false"}
+    numeric, categorical = feature_columns(list(test.columns), p.data)
+    x = model_input(test, numeric, categorical)
+    try:
+        onnx = convert(model, list(x.columns), numeric)
+    except (RuntimeError, NameError, TypeError, ValueError) as error:
+        # skl2onnx has no converter for every estimator; the service then uses scikit-learn.
+        return None, {"exported": False, "reason": f"{type(error).__name__}: {str(error)[:300]}"}
+    report = parity(model, onnx, x, numeric)
+    agrees = report["same_labels"] and report["max_probability_difference"] <= e.tolerance
+    if not agrees:
+        return None, {"exported": False, "reason": "ONNX disagrees with scikit-learn", **report}
+    return onnx, {"exported": True, **report}
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="export", description=__doc__)
+    parser.add_argument("model", type=Path)
+    parser.add_argument("test", type=Path)
+    parser.add_argument("out", type=Path, help="folder for model.onnx and parity.json")
+    args = parser.parse_args(argv)
+    p = params.load()
+    onnx, report = export(joblib.load(args.model), read_table(args.test), p, p.export)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "model.onnx").unlink(missing_ok=True)
+    if onnx is not None:
+        (args.out / "model.onnx").write_bytes(onnx)
+    else:
+        print(f"export: no ONNX model, the service will use scikit-learn ({report['reason']})")
+    (args.out / "parity.json").write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    cli.run(main)

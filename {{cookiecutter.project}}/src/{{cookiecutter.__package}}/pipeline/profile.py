@@ -1,0 +1,133 @@
+"""Profile stage (EDA): statistics, missing values, class balance, correlations, distributions."""
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import cli, params, render
+from ..data import feature_columns, read_table
+from ..params import Data, Profile
+
+
+def top_correlations(
+    frame: pd.DataFrame, numeric: list[str], k: int
+) -> list[tuple[str, str, float]]:
+    """The k numeric feature pairs with the largest absolute Pearson correlation."""
+    corr = frame[numeric].corr()
+    pairs = [
+        (a, b, float(corr.loc[a, b]))
+        for i, a in enumerate(numeric)
+        for b in numeric[i + 1 :]
+        if not math.isnan(corr.loc[a, b])
+    ]
+    return sorted(pairs, key=lambda pair: -abs(pair[2]))[:k]
+
+
+def markdown(frame: pd.DataFrame, data: Data, profile: Profile) -> str:
+    numeric, categorical = feature_columns(list(frame.columns), data)
+    classes = frame[data.target].value_counts(dropna=False)
+    missing = frame.isna().sum()
+    parts = [
+        "# Data profile\n",
+        f"{len(frame)} rows, {len(numeric)} numeric and {len(categorical)} categorical features, "
+        f"target `{data.target}`, {int(frame.duplicated().sum())} duplicate rows.\n",
+        "## Class balance\n",
+        render.table(
+            ["class", "rows", "share"],
+            [(str(k), int(v), v / len(frame)) for k, v in classes.items()],
+        ),
+        "![class balance](class_balance.png)\n",
+        "## Missing values\n",
+        render.table(
+            ["column", "missing", "share"],
+            [(c, int(n), n / len(frame)) for c, n in missing.items() if n],
+        )
+        if missing.any()
+        else "No missing values.\n",
+    ]
+    if numeric:
+        stats = frame[numeric].describe().T
+        parts += [
+            "## Numeric features\n",
+            render.table(
+                ["feature", "mean", "std", "min", "median", "max"],
+                [
+                    (c, s["mean"], s["std"], s["min"], s["50%"], s["max"])
+                    for c, s in stats.iterrows()
+                ],
+            ),
+            "![distributions](distributions.png)\n",
+        ]
+    if categorical:
+        parts += [
+            "## Categorical features\n",
+            render.table(
+                ["feature", "values", "most frequent", "its share"],
+                [
+                    (
+                        c,
+                        frame[c].nunique(),
+                        frame[c].mode().iloc[0],
+                        frame[c].value_counts(normalize=True).iloc[0],
+                    )
+                    for c in categorical
+                ],
+            ),
+        ]
+    if len(numeric) > 1:
+        parts += [
+            "## Strongest correlations\n",
+            render.table(
+                ["feature", "feature", "pearson r"],
+                top_correlations(frame, numeric, profile.top_correlations),
+            ),
+            "![correlations](correlations.png)\n",
+        ]
+    return "\n".join(parts)
+
+
+def plot(frame: pd.DataFrame, data: Data, profile: Profile, out: Path) -> None:
+    numeric, _ = feature_columns(list(frame.columns), data)
+    fig, ax = render.figure()
+    frame[data.target].value_counts(dropna=False).plot.bar(ax=ax, title="class balance")
+    render.save(fig, out / "class_balance.png")
+    if numeric:
+        cols = min(5, len(numeric))
+        rows = math.ceil(len(numeric) / cols)
+        fig, axes = render.figure(3 * cols, 2.2 * rows)
+        fig.delaxes(axes)
+        for i, column in enumerate(numeric):
+            ax = fig.add_subplot(rows, cols, i + 1)
+            for label, group in frame.groupby(data.target)[column]:
+                ax.hist(group.dropna(), bins=profile.bins, alpha=0.5, label=str(label))
+            ax.set_title(column, fontsize=8)
+            ax.tick_params(labelsize=6)
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside upper right")
+        render.save(fig, out / "distributions.png")
+    if len(numeric) > 1:
+        fig, ax = render.figure(8, 7)
+        corr = frame[numeric].corr().to_numpy()
+        image = ax.imshow(np.nan_to_num(corr), cmap="coolwarm", vmin=-1, vmax=1)
+        ax.set_xticks(range(len(numeric)), numeric, rotation=90, fontsize=6)
+        ax.set_yticks(range(len(numeric)), numeric, fontsize=6)
+        fig.colorbar(image)
+        render.save(fig, out / "correlations.png")
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="profile", description=__doc__)
+    parser.add_argument("raw", type=Path)
+    parser.add_argument("out", type=Path)
+    args = parser.parse_args(argv)
+    p = params.load()
+    frame = read_table(args.raw, p.data)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "profile.md").write_text(markdown(frame, p.data, p.profile))
+    plot(frame, p.data, p.profile, args.out)
+
+
+if __name__ == "__main__":
+    cli.run(main)

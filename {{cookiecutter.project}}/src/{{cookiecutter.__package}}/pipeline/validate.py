@@ -1,0 +1,173 @@
+"""Validate stage: the raw table against the reviewed pandera schema; `make schema` infers it."""
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+import pandera.pandas as pa
+from pandera.errors import SchemaErrors
+
+from .. import cli, params
+from ..data import feature_columns, read_table, write_table
+from ..params import Data
+
+MAX_PROBLEMS = 5
+
+
+def _round(value: float, toward: float) -> float:
+    """Six significant digits for a readable schema, never narrower than the observed value."""
+    rounded = float(f"{value:.6g}")
+    return min(rounded, toward) if value <= toward else max(rounded, toward)
+
+
+def infer(frame: pd.DataFrame, data: Data, margin: float) -> pa.DataFrameSchema:
+    """A strict schema from the data: dtypes, nullability, widened ranges, categories, label set."""
+    _, categorical = feature_columns(list(frame.columns), data)
+    columns: dict[str, pa.Column] = {}
+    for name in frame.columns:
+        series = frame[name]
+        nullable = bool(series.isna().any())
+        if name in data.drop:
+            columns[name] = pa.Column(nullable=True)
+        elif name == data.target:
+            labels = sorted(series.dropna().astype(str).unique())
+            columns[name] = pa.Column(str, pa.Check.isin(labels), nullable=False)
+        elif name in categorical:
+            values = sorted(series.dropna().astype(str).unique())
+            columns[name] = pa.Column(str, pa.Check.isin(values), nullable=nullable)
+        elif not pd.api.types.is_numeric_dtype(series):
+            raise cli.UserError(
+                f"column {name!r} is not numeric: list it under data.categorical or data.drop "
+                "in params.yaml"
+            )
+        else:
+            low, high = float(series.min()), float(series.max())
+            pad = (high - low) * margin
+            # A column that is never negative stays so: counts, sizes and rates keep their floor.
+            floor = max(low - pad, 0.0) if low >= 0 else low - pad
+            check = pa.Check.in_range(_round(floor, low), _round(high + pad, high))
+            columns[name] = pa.Column(float, check, nullable=nullable)
+    unique = None if frame.duplicated().any() else list(frame.columns)
+    return pa.DataFrameSchema(columns, strict=True, coerce=True, unique=unique)
+
+
+def describe(failures: pd.DataFrame) -> str:
+    """One line from pandera's failure cases: each column and rule, with an example value."""
+    problems = []
+    for (column, check), cases in failures.groupby(["column", "check"], dropna=False, sort=False):
+        value = cases["failure_case"].iloc[0]
+        example = value.item() if hasattr(value, "item") else value  # numpy scalars print as Python
+        if check == "column_in_schema":
+            problems.append(f"unexpected column {example!r}")
+        elif check == "column_in_dataframe":
+            problems.append(f"missing column {example!r}")
+        elif check == "multiple_fields_uniqueness":
+            rows = cases["index"].nunique()
+            problems.append(f"{rows} rows are duplicates")
+        elif check == "not_nullable":
+            problems.append(
+                f"column {column!r} has {len(cases)} missing values but is not nullable"
+            )
+        else:
+            problems.append(
+                f"column {column!r} fails {check} in {len(cases)} rows (e.g. {example!r})"
+            )
+    shown = "; ".join(problems[:MAX_PROBLEMS])
+    more = f"; and {len(problems) - MAX_PROBLEMS} more" if len(problems) > MAX_PROBLEMS else ""
+    return f"{shown}{more}"
+
+
+def check_roles(schema: pa.DataFrameSchema, data: Data) -> None:
+    """The schema and params.yaml must agree on which columns are categorical."""
+    for name, column in schema.columns.items():
+        if name in data.drop or name == data.target:
+            continue
+        is_numeric = str(column.dtype).startswith(("float", "int"))
+        if is_numeric == (name in data.categorical):
+            role = "categorical" if name in data.categorical else "numeric"
+            raise cli.UserError(
+                f"schema and params.yaml disagree on column {name!r} (schema: {column.dtype}, "
+                f"params: {role}): run `make schema` and review the diff"
+            )
+
+
+def check_learnable(frame: pd.DataFrame, data: Data) -> None:
+    """Rows, two classes or more, and no feature that simply restates the target."""
+    if frame.empty:
+        raise cli.UserError("the table has no rows")
+    target = frame[data.target]
+    if target.nunique() < 2:
+        raise cli.UserError(
+            f"target {data.target!r} has the single class {target.iloc[0]!r}: "
+            "a classifier needs two or more"
+        )
+    numeric, categorical = feature_columns(list(frame.columns), data)
+    for column in numeric + categorical:
+        values = frame[column]
+        if values.nunique(dropna=False) > target.nunique():
+            continue
+        if frame.groupby(values, dropna=False)[data.target].nunique().max() == 1:
+            raise cli.UserError(
+                f"column {column!r} determines the target exactly (a label leak): "
+                "remove it, or list it under data.drop in params.yaml"
+            )
+
+
+def check(frame: pd.DataFrame, schema: pa.DataFrameSchema, data: Data) -> pd.DataFrame:
+    """The validated, coerced table; a violation is a UserError naming column and rule."""
+    check_roles(schema, data)
+    try:
+        validated = schema.validate(frame, lazy=True)
+    except SchemaErrors as errors:
+        raise cli.UserError(f"data fails its schema: {describe(errors.failure_cases)}") from None
+    check_learnable(validated, data)
+    return validated
+
+
+def summary(frame: pd.DataFrame, schema: pa.DataFrameSchema, data: Data) -> dict[str, object]:
+    """What the PR report shows of the validated data."""
+    missing = frame.isna().sum()
+    return {
+        "rows": len(frame),
+        "columns": frame.shape[1],
+        "checks": sum(len(c.checks) + 2 for c in schema.columns.values()),
+        "missing": {name: int(n) for name, n in missing.items() if n},
+        "classes": {str(k): int(v) for k, v in frame[data.target].value_counts().items()},
+    }
+
+
+def load_schema(path: Path) -> pa.DataFrameSchema:
+    if not path.exists():
+        raise cli.UserError(f"{path} not found: run `make schema`, review it and commit it")
+    return pa.DataFrameSchema.from_yaml(path)
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="validate", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    infer_cmd = commands.add_parser("infer", help="write a schema inferred from the data")
+    infer_cmd.add_argument("raw", type=Path)
+    infer_cmd.add_argument("schema", type=Path)
+    check_cmd = commands.add_parser("check", help="validate the data against the schema")
+    check_cmd.add_argument("raw", type=Path)
+    check_cmd.add_argument("schema", type=Path)
+    check_cmd.add_argument("validated", type=Path)
+    check_cmd.add_argument("report", type=Path)
+    args = parser.parse_args(argv)
+
+    p = params.load()
+    frame = read_table(args.raw, p.data)
+    if args.command == "infer":
+        args.schema.write_text(infer(frame, p.data, p.validate_.range_margin).to_yaml())
+        print(f"wrote {args.schema}: review it, then commit it")
+        return
+    schema = load_schema(args.schema)
+    validated = check(frame, schema, p.data)
+    write_table(validated, args.validated)
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text(json.dumps(summary(validated, schema, p.data), indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,95 @@
+"""Evaluate stage: metrics overall, per class and per slice; curves; the model card; MLflow."""
+
+import json
+from pathlib import Path
+from typing import NamedTuple
+
+import joblib
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import write_params
+from tumor_classifier.params import Params
+from tumor_classifier.pipeline import evaluate, split, train
+
+
+class Trained(NamedTuple):
+    fitted: train.Fitted
+    test: pd.DataFrame
+    params: Params
+
+
+@pytest.fixture
+def wine_trained(wine: pd.DataFrame, wine_params: Params) -> Trained:
+    train_rows, test_rows = split.split(wine, wine_params.data.target, wine_params.split)
+    return Trained(
+        train.fit(train_rows, wine_params.data, wine_params.train), test_rows, wine_params
+    )
+
+
+def test_binary_scores_match_hand_computed_values() -> None:
+    y = pd.Series(["no", "yes", "yes", "no"])
+    proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    scores = evaluate.scores(y, proba, ["no", "yes"])
+    assert scores["accuracy"] == 0.5
+    assert scores["roc_auc"] == 0.75
+    assert scores["log_loss"] == pytest.approx(-np.mean(np.log([0.9, 0.8, 0.4, 0.3])))
+
+
+@pytest.mark.score("D2")
+def test_multiclass_metrics_per_class_and_slices(wine_trained: Trained) -> None:
+    fitted, test_rows, p = wine_trained
+    metrics, tables, confusion = evaluate.evaluate(fitted.model, fitted.baseline, test_rows, p)
+    assert set(metrics["per_class"]) == {"a", "b", "c"}
+    assert metrics["roc_auc"] > metrics["baseline"]["roc_auc"] == 0.5
+    assert next(iter(metrics["slices"])).startswith("alcohol ")
+    assert sum(s["rows"] for s in metrics["slices"].values()) == len(test_rows)
+    assert set(tables) == {"roc", "precision_recall", "calibration", "importance"}
+    assert len(confusion) == len(test_rows)
+    # Every input column's contribution is measured: a feature that does not help shows.
+    assert set(tables["importance"]["feature"]) == set(wine_trained.fitted.model.feature_names_in_)
+    assert tables["importance"]["importance"].is_monotonic_decreasing
+
+
+def test_numeric_slices_are_ordered_bins() -> None:
+    labels = evaluate.slice_labels(pd.Series([1.0, 2.0, 3.0, 10.0, 20.0, 30.0], name="size"), 3)
+    assert list(labels.cat.categories) == [
+        "size 0.999..2.667",
+        "size 2.667..13.33",
+        "size 13.33..30",
+    ]
+
+
+def test_categorical_slices_name_missing() -> None:
+    labels = evaluate.slice_labels(pd.Series(["a", None, "b"], name="plan"), 3)
+    assert sorted(labels.cat.categories) == ["plan=a", "plan=b", "plan=missing"]
+
+
+def test_main_writes_metrics_plots_card_and_logs_to_mlflow(
+    wine_trained: Trained, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fitted, test_rows, p = wine_trained
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{workdir / 'mlflow.db'}")
+    write_params(workdir, p)
+    Path("models").mkdir()
+    joblib.dump(fitted.model, "models/model.joblib")
+    joblib.dump(fitted.baseline, "models/baseline.joblib")
+    test_rows.to_parquet("test.parquet")
+    Path("raw.csv").write_text("any bytes\n")
+    Path("reports").mkdir()
+    Path("reports/train.json").write_text(json.dumps(fitted.cv))
+
+    evaluate.main(["models", "test.parquet", "raw.csv", "reports"])
+
+    card = Path("reports/model_card.md").read_text()
+    assert "raw data md5: `" in card
+    assert "| roc_auc |" in card
+    assert "weakest slice" in card
+    plots = {f.name for f in Path("reports/plots").iterdir()}
+    assert {"roc.csv", "roc.png", "confusion.csv", "confusion.png", "importance.png"} <= plots
+    metrics = json.loads(Path("reports/metrics.json").read_text())
+    (run,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    assert run.data.metrics["accuracy"] == metrics["accuracy"]
+    assert run.data.tags["evaluated"] == "true"

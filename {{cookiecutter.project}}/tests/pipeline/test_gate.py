@@ -1,0 +1,95 @@
+"""Gate stage: every threshold, the baseline margin and the slice floor can fail it, in one line."""
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import write_params
+from tumor_classifier.cli import UserError
+from tumor_classifier.params import Gate, Params
+from tumor_classifier.pipeline import gate
+
+GOOD: dict[str, Any] = {
+    "accuracy": 0.96,
+    "precision": 0.96,
+    "recall": 0.95,
+    "f1": 0.96,
+    "roc_auc": 0.99,
+    "log_loss": 0.1,
+    "baseline": {
+        "accuracy": 0.63,
+        "precision": 0.3,
+        "recall": 0.5,
+        "f1": 0.39,
+        "roc_auc": 0.5,
+        "log_loss": 0.66,
+    },
+    "per_class": {},
+    "slices": {
+        "small": {"rows": 40, "accuracy": 0.97, "f1": 0.96},
+        "tiny": {"rows": 3, "accuracy": 0.3, "f1": 0.3},
+    },
+}
+
+
+def with_(path: str, value: float) -> dict[str, Any]:
+    metrics = copy.deepcopy(GOOD)
+    *parents, key = path.split(".")
+    target = metrics
+    for parent in parents:
+        target = target[parent]
+    target[key] = value
+    return metrics
+
+
+def test_good_metrics_pass_and_tiny_slices_are_not_gated(project_params: Params) -> None:
+    result = gate.verdict(GOOD, project_params.gate)
+    assert result["passed"]
+    assert "worst slice (small)" in result["checks"][-1]["check"]
+
+
+@pytest.mark.score("M5")
+@pytest.mark.score("M6")
+@pytest.mark.score("M7")
+@pytest.mark.parametrize(
+    ("path", "value", "failed"),
+    [
+        ("accuracy", 0.5, "accuracy >= 0.9"),
+        ("log_loss", 0.9, "log_loss <= 0.3"),
+        ("baseline.roc_auc", 0.9, "roc_auc >= baseline 0.9 + 0.2"),
+        ("slices.small.accuracy", 0.6, "worst slice (small) accuracy >= 0.85"),
+    ],
+)
+def test_each_check_can_fail(project_params: Params, path: str, value: float, failed: str) -> None:
+    result = gate.verdict(with_(path, value), project_params.gate)
+    assert not result["passed"]
+    assert [c["check"] for c in result["checks"] if not c["passed"]] == [failed]
+
+
+def test_unknown_metric_is_a_params_mistake(project_params: Params) -> None:
+    bad = Gate(**{**project_params.gate.model_dump(), "min": {"auc": 0.9}})
+    with pytest.raises(UserError, match="gate names unknown metrics auc"):
+        gate.verdict(GOOD, bad)
+
+
+def test_command_line_fails_in_one_line_and_writes_nothing(
+    project_params: Params, workdir: Path
+) -> None:
+    write_params(workdir, project_params)
+    Path("metrics.json").write_text(json.dumps(with_("roc_auc", 0.6)))
+    result = subprocess.run(
+        [sys.executable, "-m", "tumor_classifier.pipeline.gate", "metrics.json", "gate.json"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert (
+        result.stderr
+        == "gate: roc_auc >= 0.95 failed (0.6); roc_auc >= baseline 0.5 + 0.2 failed (0.6)\n"
+    )
+    assert not Path("gate.json").exists()

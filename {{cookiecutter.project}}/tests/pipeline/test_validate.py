@@ -1,0 +1,196 @@
+"""Validate stage: the inferred schema accepts good data and names column and rule of bad data."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+import pytest
+
+from conftest import ROOT, write_params
+from tumor_classifier.cli import UserError
+from tumor_classifier.params import Params
+from tumor_classifier.pipeline import validate
+
+
+@pytest.fixture(scope="module")
+def cancer_schema(cancer: pd.DataFrame, project_params: Params) -> pa.DataFrameSchema:
+    return validate.infer(cancer, project_params.data, project_params.validate_.range_margin)
+
+
+def test_shipped_schema_is_what_make_schema_infers(cancer_schema: pa.DataFrameSchema) -> None:
+    assert (ROOT / "data/schema.yaml").read_text() == cancer_schema.to_yaml()
+
+
+@pytest.mark.score("D1")
+def test_inferred_schema_accepts_its_data_and_widens_ranges(
+    cancer: pd.DataFrame, cancer_schema: pa.DataFrameSchema, project_params: Params
+) -> None:
+    validated = validate.check(cancer, cancer_schema, project_params.data)
+    assert validated.shape == cancer.shape
+    (check,) = cancer_schema.columns["mean_radius"].checks
+    low, high = cancer["mean_radius"].min(), cancer["mean_radius"].max()
+    assert check.statistics["min_value"] < low
+    assert check.statistics["max_value"] > high
+    # Never-negative columns keep their floor at zero.
+    assert cancer_schema.columns["mean_concavity"].checks[0].statistics["min_value"] == 0
+
+
+def test_categories_missing_values_and_ids(
+    customers: pd.DataFrame, customers_params: Params
+) -> None:
+    schema = validate.infer(customers, customers_params.data, 0.1)
+    assert schema.columns["region"].nullable
+    assert not schema.columns["plan"].nullable
+    assert schema.columns["plan"].checks[0].statistics["allowed_values"] == ["basic", "plus", "pro"]
+    assert schema.columns["customer_id"].checks == []
+    validate.check(customers, schema, customers_params.data)
+
+
+def broken(frame: pd.DataFrame, change: str) -> pd.DataFrame:
+    frame = frame.copy()
+    if change == "range":
+        frame.loc[3, "mean_radius"] = -1.0
+    elif change == "label":
+        frame.loc[0, "diagnosis"] = "unknown"
+    elif change == "missing_column":
+        frame = frame.drop(columns="mean_area")
+    elif change == "extra_column":
+        frame["patient"] = 1
+    elif change == "duplicates":
+        frame = pd.concat([frame, frame.head(2)], ignore_index=True)
+    elif change == "null":
+        frame.loc[5, "mean_texture"] = np.nan
+    elif change == "type":
+        frame["mean_texture"] = frame["mean_texture"].astype(object)
+        frame.loc[7, "mean_texture"] = "high"
+    return frame
+
+
+@pytest.mark.score("D4")
+@pytest.mark.score("Mon2")
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("range", "column 'mean_radius' fails in_range(4.8681, 30.2229) in 1 rows (e.g. -1.0)"),
+        (
+            "label",
+            "column 'diagnosis' fails isin(['benign', 'malignant']) in 1 rows (e.g. 'unknown')",
+        ),
+        ("missing_column", "missing column 'mean_area'"),
+        ("extra_column", "unexpected column 'patient'"),
+        ("duplicates", "4 rows are duplicates"),
+        ("null", "column 'mean_texture' has 1 missing values but is not nullable"),
+        ("type", "column 'mean_texture' fails coerce_dtype('float64') in 1 rows (e.g. 'high')"),
+    ],
+)
+def test_violations_name_column_and_rule(
+    cancer: pd.DataFrame,
+    cancer_schema: pa.DataFrameSchema,
+    project_params: Params,
+    change: str,
+    message: str,
+) -> None:
+    with pytest.raises(UserError) as error:
+        validate.check(broken(cancer, change), cancer_schema, project_params.data)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_unseen_category_fails(customers: pd.DataFrame, customers_params: Params) -> None:
+    schema = validate.infer(customers, customers_params.data, 0.1)
+    changed = customers.copy()
+    changed.loc[0, "plan"] = "enterprise"
+    with pytest.raises(UserError, match=r"column 'plan' fails isin\(\['basic', 'plus', 'pro'\]\)"):
+        validate.check(changed, schema, customers_params.data)
+
+
+def test_text_column_must_be_declared(customers: pd.DataFrame, customers_params: Params) -> None:
+    data = customers_params.data.model_copy(update={"categorical": ["plan"]})
+    with pytest.raises(
+        UserError, match=r"column 'region' is not numeric: list it under data\.categorical"
+    ):
+        validate.infer(customers, data, 0.1)
+
+
+def test_schema_out_of_date_with_params(customers: pd.DataFrame, customers_params: Params) -> None:
+    schema = validate.infer(customers, customers_params.data, 0.1)
+    data = customers_params.data.model_copy(update={"categorical": ["plan", "region", "tenure"]})
+    with pytest.raises(UserError, match=r"disagree on column 'tenure'.*run `make schema`"):
+        validate.check(customers, schema, data)
+
+
+def test_no_rows(
+    cancer: pd.DataFrame, cancer_schema: pa.DataFrameSchema, project_params: Params
+) -> None:
+    with pytest.raises(UserError, match="the table has no rows"):
+        validate.check(cancer.head(0), cancer_schema, project_params.data)
+
+
+def test_single_class(
+    cancer: pd.DataFrame, cancer_schema: pa.DataFrameSchema, project_params: Params
+) -> None:
+    benign = cancer[cancer["diagnosis"] == "benign"]
+    with pytest.raises(UserError, match="target 'diagnosis' has the single class 'benign'"):
+        validate.check(benign, cancer_schema, project_params.data)
+
+
+@pytest.mark.parametrize("dataset", ["cancer", "customers"])
+def test_label_leak(dataset: str, request: pytest.FixtureRequest) -> None:
+    frame: pd.DataFrame = request.getfixturevalue(dataset).copy()
+    p: Params = request.getfixturevalue(
+        "project_params" if dataset == "cancer" else "customers_params"
+    )
+    target = frame[p.data.target]
+    column = "mean_radius" if dataset == "cancer" else "plan"
+    frame[column] = (target == target.iloc[0]).map({True: 20.0, False: 10.0})
+    if dataset == "customers":
+        frame[column] = frame[column].astype(str)
+    schema = validate.infer(frame, p.data, 0.1)
+    with pytest.raises(UserError, match=f"column '{column}' determines the target exactly"):
+        validate.check(frame, schema, p.data)
+
+
+def test_summary_counts(customers: pd.DataFrame, customers_params: Params) -> None:
+    schema = validate.infer(customers, customers_params.data, 0.1)
+    summary = validate.summary(customers, schema, customers_params.data)
+    assert summary["rows"] == 600
+    assert summary["missing"] == {
+        "region": int(customers["region"].isna().sum()),
+        "tenure": int(customers["tenure"].isna().sum()),
+    }
+
+
+def test_command_line_failure_is_one_line(
+    cancer: pd.DataFrame, cancer_schema: pa.DataFrameSchema, project_params: Params, workdir: Path
+) -> None:
+    write_params(workdir, project_params)
+    broken(cancer, "range").to_csv("raw.csv", index=False)
+    Path("schema.yaml").write_text(str(cancer_schema.to_yaml()))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tumor_classifier.pipeline.validate",
+            "check",
+            "raw.csv",
+            "schema.yaml",
+            "out.parquet",
+            "report.json",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("validate: data fails its schema: column 'mean_radius'")
+    assert not Path("out.parquet").exists()
+
+
+def test_missing_schema_says_what_to_run(project_params: Params, workdir: Path) -> None:
+    write_params(workdir, project_params)
+    Path("raw.csv").write_text("diagnosis\nbenign\n")
+    with pytest.raises(UserError, match=r"schema\.yaml not found: run `make schema`"):
+        validate.main(["check", "raw.csv", "schema.yaml", "out.parquet", "report.json"])
