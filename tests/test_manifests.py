@@ -62,7 +62,7 @@ CRD_GROUPS = ("argoproj.io", "monitoring.coreos.com")
 # Skipped checkov checks, each with its reason on the object: a new skip is a reviewed decision.
 CHECKOV_SKIPS = {"CKV_K8S_15", "CKV_K8S_40"}
 
-# The oldest Kubernetes minor the manifests target, as in the generated project's deploy.py.
+# The oldest Kubernetes minor the manifests target, as in the generated project's ops/manifests.py.
 KUBERNETES_VERSION = "1.33"
 ENVIRONMENTS = ("staging", "production")
 DEFAULTS: dict[str, str] = {}
@@ -190,29 +190,64 @@ def params_of(project: Path) -> dict[str, Any]:
     return loaded
 
 
-@pytest.mark.parametrize("answers", VARIANTS)
-def test_make_manifests_passes(
-    baked: Callable[..., Path], tools: Path, answers: dict[str, str]
-) -> None:
-    # The code behind `make manifests`, with this environment's Python: it renders every overlay,
-    # validates core kinds strictly, checks the restricted profile, digests, HPA, alert rules,
-    # dashboard JSON, and that each Application syncs an overlay its project allows.
-    project = baked(**answers)
+def make_manifests(project: Path, tools: Path) -> subprocess.CompletedProcess[str]:
+    """The code behind `make manifests`, with this environment's Python and checkov: it renders
+    every overlay, validates core kinds strictly, runs checkov, checks what checkov does not
+    (non-root IDs, volume types, startup probe, HPA, alert rules, dashboard JSON) and that each
+    Application syncs an overlay its project allows."""
     package = next(path.name for path in (project / "src").iterdir())
     env = {**os.environ, "PATH": f"{tools}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": "src"}
-    result = subprocess.run(
-        [sys.executable, "-m", f"{package}.ops.deploy", "manifests"],
+    checkov = str(Path(sys.executable).parent / "checkov")
+    return subprocess.run(
+        [sys.executable, "-m", f"{package}.ops.manifests", "--checkov", checkov],
         cwd=project,
         capture_output=True,
         text=True,
         env=env,
     )
+
+
+@pytest.mark.parametrize("answers", VARIANTS)
+def test_make_manifests_passes(
+    baked: Callable[..., Path], tools: Path, answers: dict[str, str]
+) -> None:
+    result = make_manifests(baked(**answers), tools)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "deploy/overlays/production: 10 objects valid",
         "deploy/overlays/staging: 10 objects valid",
         "argocd: 2 applications sync overlays that render",
     ]
+
+
+# What the project's own code no longer checks because checkov does, each with the check that
+# reports it: (file, text, replacement, check id).
+CHECKOV_BREACHES = [
+    ("allowPrivilegeEscalation: false", "allowPrivilegeEscalation: true", "CKV_K8S_20"),
+    ("readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false", "CKV_K8S_22"),
+    ("automountServiceAccountToken: false", "automountServiceAccountToken: true", "CKV_K8S_38"),
+    ("enableServiceLinks: false", "enableServiceLinks: false\n      hostNetwork: true", "CKV_K8S_19"),
+    ("type: RuntimeDefault", "type: Unconfined", "CKV_K8S_31"),
+]
+
+
+def test_make_manifests_reports_what_checkov_finds(
+    baked: Callable[..., Path], tools: Path, tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(baked(), project)
+    deployment = project / "deploy/base/deployment.yaml"
+    text = deployment.read_text()
+    for old, new, _ in CHECKOV_BREACHES:
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    deployment.write_text(text)
+    result = make_manifests(project, tools)
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    for _, _, check in CHECKOV_BREACHES:
+        found = f"deploy/overlays/staging: Deployment.{project.name}-staging.{project.name}: {check} "
+        assert found in line, check
 
 
 @pytest.mark.parametrize("answers", [DEFAULTS, LONGEST], ids=["defaults", "longest"])
@@ -424,6 +459,36 @@ def test_platform_applicationset_creates_both_environments_of_a_generated_reposi
         assert {(obj["apiVersion"].rpartition("/")[0], obj["kind"]) for obj in overlay} <= kinds
 
 
+def applicationset_problems(project: Path, platform: list[Object]) -> list[str]:
+    """Where the platform's ApplicationSet disagrees with a project's environments, its overlays."""
+    home = sorted(p.parent.name for p in (project / "deploy/overlays").glob("*/kustomization.yaml"))
+    (scm, listed) = one(platform, "ApplicationSet")["spec"]["generators"][0]["matrix"]["generators"]
+    envs = sorted(element["env"] for element in listed["list"]["elements"])
+    required = sorted(scm["scmProvider"]["filters"][0]["pathsExist"])
+    problems = []
+    if envs != home:
+        problems.append(f"the ApplicationSet creates {envs}, the overlays are {home}")
+    if required != [f"deploy/overlays/{env}/kustomization.yaml" for env in home]:
+        problems.append(f"the ApplicationSet requires {required}")
+    return problems
+
+
+def test_platform_applicationset_follows_the_environments_of_a_project(
+    baked: Callable[..., Path], kustomize: Callable[[Path], list[Object]], tmp_path: Path
+) -> None:
+    platform = kustomize(PLATFORM)
+    assert applicationset_problems(baked(), platform) == []
+    project = tmp_path / "project"
+    shutil.copytree(baked() / "deploy", project / "deploy")
+    shutil.copytree(project / "deploy/overlays/staging", project / "deploy/overlays/qa")
+    assert applicationset_problems(project, platform) == [
+        "the ApplicationSet creates ['production', 'staging'], the overlays are "
+        "['production', 'qa', 'staging']",
+        "the ApplicationSet requires ['deploy/overlays/production/kustomization.yaml', "
+        "'deploy/overlays/staging/kustomization.yaml']",
+    ]
+
+
 def test_platform_organization_is_set_in_one_place(
     tmp_path: Path, kustomize: Callable[[Path], list[Object]]
 ) -> None:
@@ -555,7 +620,7 @@ def test_make_set_image_and_manifests_in_an_installed_project(project: Path) -> 
         failed = run(["make", "set-image", "ENV=qa", f"IMAGE={image}"], project, check=False)
         assert failed.returncode != 0
         assert (
-            "deploy: qa: no such overlay in deploy/overlays; one of production, staging\n"
+            "overlays: qa: no such overlay in deploy/overlays; one of production, staging\n"
             in failed.stderr
         )
     finally:

@@ -92,6 +92,33 @@ def test_bento_is_a_complete_image_context(bento: Path) -> None:
     assert "dvc" not in requirements
 
 
+def test_the_bento_ships_the_shared_modules_and_serving_alone(bento: Path) -> None:
+    package = next(path.name for path in (bento / "src").iterdir())
+    src = bento / "src" / package
+    wanted = sorted(
+        path.relative_to(src).as_posix()
+        for path in src.rglob("*.py")
+        if path.parent in (src, src / "serving")
+    )
+    shipped = {
+        path.as_posix().split(f"/{package}/", 1)[1]: path
+        for path in (bento / "build/bento/src").rglob("*.py")
+    }
+    assert sorted(shipped) == wanted
+    assert "serving/service.py" in shipped
+    # The service imports from the Bento's files alone: its copy of the package comes first, and
+    # has no pipeline or ops to fall back on.
+    folder = shipped["__init__.py"].parent.parent
+    code = (
+        f"import importlib.util, sys; sys.path.insert(0, {str(folder)!r}); "
+        f"import {package}.serving.service as service; print(service.__file__); "
+        f"print(importlib.util.find_spec('{package}.pipeline'), "
+        f"importlib.util.find_spec('{package}.ops'))"
+    )
+    result = run([str(bento / ".venv/bin/python"), "-c", code], bento)
+    assert result.stdout.splitlines() == [str(shipped["serving/service.py"]), "None None"]
+
+
 def test_the_readme_curl_gets_a_prediction(bento: Path, served: str) -> None:
     readme = (bento / "README.md").read_text()
     assert "-d @build/example.json" in readme

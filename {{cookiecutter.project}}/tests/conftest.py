@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from sklearn.datasets import load_breast_cancer, load_wine
 
 from tumor_classifier import params
 from tumor_classifier.data import feature_columns
-from tumor_classifier.params import Data, Params, Slice
+from tumor_classifier.params import DataParams, Params, SliceParams
 from tumor_classifier.pipeline import export, reference, split, train, validate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +32,7 @@ def project_params() -> Params:
     return params.load(ROOT / "params.yaml")
 
 
-def fast(p: Params, data: Data, slice_: Slice) -> Params:
+def fast(p: Params, data: DataParams, slice_: SliceParams) -> Params:
     """Params for another table: its data and slice, a small search, everything else as shipped."""
     search = p.train.search.model_copy(update={"cv_folds": 3})
     train = p.train.model_copy(update={"search": search})
@@ -92,15 +93,17 @@ def wine() -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def customers_params(project_params: Params) -> Params:
-    data = Data(
+    data = DataParams(
         target="churned", categorical=["plan", "region"], drop=["customer_id"], positive_class="yes"
     )
-    return fast(project_params, data, Slice(column="plan", bins=1))
+    return fast(project_params, data, SliceParams(column="plan", bins=1))
 
 
 @pytest.fixture(scope="session")
 def wine_params(project_params: Params) -> Params:
-    return fast(project_params, Data(target="cultivar"), Slice(column="alcohol", bins=2))
+    return fast(
+        project_params, DataParams(target="cultivar"), SliceParams(column="alcohol", bins=2)
+    )
 
 
 @pytest.fixture
@@ -108,6 +111,21 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty working directory, as a stage's main() runs in, with params written on demand."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of the files `make manifests` reads, free to change."""
+    for folder in ("deploy", "argocd"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    return tmp_path
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
 
 
 def write_params(folder: Path, p: Params) -> None:
@@ -152,7 +170,7 @@ def served(
     train_rows, test_rows = split.split(customers, "churned", customers_params.split)
     fitted = train.fit(train_rows, customers_params.data, customers_params.train)
     joblib.dump(fitted.model, folder / "model.joblib")
-    onnx, _ = export.export(fitted.model, test_rows, customers_params, customers_params.export)
+    onnx, _ = export.export(fitted.model, test_rows, customers_params.data, customers_params.export)
     assert onnx is not None
     (folder / "onnx").mkdir()
     (folder / "onnx/model.onnx").write_bytes(onnx)

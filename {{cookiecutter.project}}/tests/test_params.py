@@ -9,7 +9,7 @@ import yaml
 
 from conftest import ROOT
 from tumor_classifier.cli import UserError
-from tumor_classifier.params import load
+from tumor_classifier.params import flatten, load
 
 
 def test_shipped_params_load_completely() -> None:
@@ -46,3 +46,7 @@ def test_broken_yaml_is_one_line(tmp_path: Path) -> None:
     path.write_text("data: [unclosed\n")
     with pytest.raises(UserError, match="not valid YAML"):
         load(path)
+
+
+def test_flatten() -> None:
+    assert flatten({"a": {"b": 1, "c": {"d": [2]}}, "e": {}}) == {"a.b": 1, "a.c.d": [2], "e": {}}

@@ -27,11 +27,3 @@ def test_unreachable_server_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None
         UserError, match=r"MLflow tracking store http://127.0.0.1:9 is unusable .*unset it"
     ):
         tracking.start()
-
-
-def test_flatten() -> None:
-    assert tracking.flatten({"a": {"b": 1, "c": {"d": [2]}}, "e": {}}) == {
-        "a.b": 1,
-        "a.c.d": [2],
-        "e": {},
-    }

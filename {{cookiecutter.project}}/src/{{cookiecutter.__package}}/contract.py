@@ -10,7 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from .cli import UserError
-from .params import Data
+from .params import DataParams
 
 # ONNX Runtime computes in 32-bit floats: a larger number would become infinity there and get a
 # confident, meaningless answer, so the contract refuses it.
@@ -26,7 +26,7 @@ class Feature:
     categories: tuple[str, ...] = ()
 
 
-def from_schema(schema_yaml: str, data: Data) -> list[Feature]:
+def from_schema(schema_yaml: str, data: DataParams) -> list[Feature]:
     """The model's inputs as data/schema.yaml declares them, in the model's order: numbers, then
     categories (as data.model_input builds them); the target and dropped columns aside."""
     columns = yaml.safe_load(schema_yaml)["columns"]

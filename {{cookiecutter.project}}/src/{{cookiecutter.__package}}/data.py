@@ -1,20 +1,19 @@
-"""Tables in and out: CSV, Parquet or JSON lines; the role of each column; fresh raw data."""
+"""Tables in and out (CSV, Parquet, JSON lines), the role of each column, the model's input."""
 
-import argparse
-import shutil
-import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from . import cli
 from .cli import UserError
-from .params import Data
+from .params import DataParams
 
 READERS = (".csv", ".parquet", ".jsonl")
 
 
-def read_table(path: Path, data: Data | None = None) -> pd.DataFrame:
+def read_table(path: Path, data: DataParams | None = None) -> pd.DataFrame:
     """Read a table by its suffix; categorical columns and the target are read as text."""
     if path.suffix not in READERS:
         raise UserError(f"{path}: unsupported format; use one of {', '.join(READERS)}")
@@ -37,11 +36,19 @@ def read_table(path: Path, data: Data | None = None) -> pd.DataFrame:
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:
+    """Write a table in the format its suffix names, as read_table reads it back."""
+    if path.suffix not in READERS:
+        raise UserError(f"{path}: unsupported format; use one of {', '.join(READERS)}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(path, index=False)
+    if path.suffix == ".csv":
+        frame.to_csv(path, index=False)
+    elif path.suffix == ".parquet":
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_json(path, orient="records", lines=True)
 
 
-def feature_columns(columns: list[str], data: Data) -> tuple[list[str], list[str]]:
+def feature_columns(columns: list[str], data: DataParams) -> tuple[list[str], list[str]]:
     """Split the feature columns into (numeric, categorical), in table order."""
     declared = {data.target, *data.categorical, *data.drop}
     missing = sorted(declared - set(columns))
@@ -53,51 +60,20 @@ def feature_columns(columns: list[str], data: Data) -> tuple[list[str], list[str
     return numeric, categorical
 
 
-def model_input(frame: pd.DataFrame, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
-    """The model's input: numeric columns as float64, categorical as text with "" for missing.
+def text(values: Sequence[Any] | np.ndarray) -> np.ndarray:
+    """Categories as strings, "" for missing: the form the model is trained and served on.
 
-    A missing category is a category of its own ("") rather than a guess; ONNX Runtime needs
-    text inputs without nulls, so training, the service and batch inference all use this form.
+    A missing category is a category of its own ("") rather than a guess; ONNX Runtime needs text
+    inputs without nulls, so training, export, the service and batch inference all use this form.
     """
+    return np.array(["" if v is None or v != v else str(v) for v in values], dtype=object)
+
+
+def model_input(frame: pd.DataFrame, numeric: list[str], categorical: list[str]) -> pd.DataFrame:
+    """The model's input: numeric columns as float64, then categorical ones as text()."""
     out = pd.DataFrame(index=frame.index)
     for column in numeric:
         out[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
     for column in categorical:
-        values = frame[column].astype(object)
-        out[column] = values.where(values.notna(), "").astype(str)
+        out[column] = text(frame[column].to_numpy())
     return out
-
-
-def refresh(source: str, raw: Path) -> None:
-    """Replace the raw data with a fresh export from a path or an http(s) URL (for example a
-    presigned URL of the warehouse's daily export); the pipeline's validate stage judges it."""
-    temporary = raw.with_suffix(".download")
-    try:
-        if "://" in source:
-            with (
-                urllib.request.urlopen(source, timeout=300) as response,
-                temporary.open("wb") as out,
-            ):
-                shutil.copyfileobj(response, out)
-        else:
-            shutil.copyfile(source, temporary)
-    except OSError as error:
-        temporary.unlink(missing_ok=True)
-        raise UserError(f"cannot fetch {source}: {error}") from None
-    temporary.replace(raw)  # all or nothing: a failed download leaves the old data in place
-
-
-def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="data", description="Fetch fresh raw data.")
-    parser.add_argument("command", choices=["refresh"])
-    parser.add_argument("source", help="a path or an http(s) URL")
-    parser.add_argument("raw", type=Path)
-    args = parser.parse_args(argv)
-    if not args.source:
-        raise UserError("no SOURCE: make refresh SOURCE=<path or URL of the fresh data>")
-    refresh(args.source, args.raw)
-    print(f"{args.raw} refreshed from {args.source}")
-
-
-if __name__ == "__main__":
-    cli.run(main)

@@ -1,5 +1,6 @@
 """params.yaml as typed sections: a typo or a wrong type fails with one line naming the key."""
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,29 +14,29 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Data(Section):
+class DataParams(Section):
     target: str
     categorical: list[str] = []
     drop: list[str] = []
     positive_class: str | None = None
 
 
-class Profile(Section):
+class ProfileParams(Section):
     bins: int = Field(ge=2)
     top_correlations: int = Field(ge=1)
 
 
-class Validate(Section):
+class ValidateParams(Section):
     range_margin: float = Field(ge=0)
 
 
-class Split(Section):
+class SplitParams(Section):
     test_size: float = Field(gt=0, lt=1)
     seed: int
     stratify: bool
 
 
-class Search(Section):
+class SearchParams(Section):
     kind: Literal["grid", "random"]
     n_iter: int = Field(ge=1)
     cv_folds: int = Field(ge=2)
@@ -44,26 +45,26 @@ class Search(Section):
     space: dict[str, Any]
 
 
-class Train(Section):
+class TrainParams(Section):
     seed: int
     estimator: str
     fixed: dict[str, Any] = {}
     baseline: str
-    search: Search
+    search: SearchParams
 
 
-class Slice(Section):
+class SliceParams(Section):
     column: str | None
     bins: int = Field(ge=1)
 
 
-class Evaluate(Section):
-    slice: Slice
+class EvaluateParams(Section):
+    slice: SliceParams
     permutation_repeats: int = Field(ge=1)
     calibration_bins: int = Field(ge=2)
 
 
-class Gate(Section):
+class GateParams(Section):
     metric: str
     baseline_margin: float
     min: dict[str, float] = {}
@@ -73,29 +74,29 @@ class Gate(Section):
     slice_min_rows: int = Field(ge=1)
 
 
-class Export(Section):
+class ExportParams(Section):
     onnx: bool
     tolerance: float = Field(gt=0)
 
 
-class Slo(Section):
+class SloParams(Section):
     p99_ms: float = Field(gt=0)
     error_rate: float = Field(ge=0, le=1)
 
 
-class Serve(Section):
+class ServeParams(Section):
     max_records: int = Field(ge=1)
     max_body_bytes: int = Field(ge=1024)
     accept_unseen_categories: bool
-    slo: Slo
+    slo: SloParams
 
 
-class Reference(Section):
+class ReferenceParams(Section):
     rows: int = Field(ge=100)
     bins: int = Field(ge=2)
 
 
-class Drift(Section):
+class DriftParams(Section):
     window: int = Field(ge=10)
     psi_alert: float = Field(gt=0)
     share: float = Field(gt=0, le=1)
@@ -104,17 +105,17 @@ class Drift(Section):
 
 
 class Params(Section):
-    data: Data
-    profile: Profile
-    validate_: Validate = Field(alias="validate")
-    split: Split
-    train: Train
-    evaluate: Evaluate
-    gate: Gate
-    reference: Reference
-    export: Export
-    serve: Serve
-    drift: Drift
+    data: DataParams
+    profile: ProfileParams
+    validate_: ValidateParams = Field(alias="validate")
+    split: SplitParams
+    train: TrainParams
+    evaluate: EvaluateParams
+    gate: GateParams
+    reference: ReferenceParams
+    export: ExportParams
+    serve: ServeParams
+    drift: DriftParams
 
 
 def load(path: Path = Path("params.yaml")) -> Params:
@@ -127,3 +128,15 @@ def load(path: Path = Path("params.yaml")) -> Params:
         raise UserError(f"{path}: {key}: {first['msg']}") from None
     except yaml.YAMLError as error:
         raise UserError(f"{path}: not valid YAML ({error.__class__.__name__})") from None
+
+
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested values under flat `section.key` names, as MLflow and the PR report show params."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat

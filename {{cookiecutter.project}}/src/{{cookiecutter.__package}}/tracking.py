@@ -47,18 +47,6 @@ def start() -> None:
         ) from None
 
 
-def flatten(values: dict[str, object], prefix: str = "") -> dict[str, object]:
-    """Nested params as MLflow's flat `section.key` names."""
-    flat: dict[str, object] = {}
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
-
-
 def find_model(model_md5: str) -> str | None:
     """The URI of the newest logged model with this file hash (training tags it)."""
     models = mlflow.search_logged_models(

@@ -111,7 +111,10 @@ def pipeline_outputs(small: tuple[train.Fitted, Params, pd.DataFrame], workdir: 
     """What the pipeline leaves for `make register`: the model, the data's .dvc file, metrics."""
     joblib.dump(small[0].model, "model.joblib")
     Path("raw.csv.dvc").write_text("outs:\n- md5: 0123abcd\n  size: 1\n  path: raw.csv\n")
-    Path("metrics.json").write_text(json.dumps({"accuracy": 0.97, "baseline": {"accuracy": 0.6}}))
+    scores = {"accuracy": 0.97, "precision": 0.96, "recall": 0.95, "f1": 0.96, "roc_auc": 0.99}
+    baseline = {**scores, "accuracy": 0.6, "log_loss": 0.7}
+    metrics = {**scores, "log_loss": 0.1, "baseline": baseline, "per_class": {}, "slices": {}}
+    Path("metrics.json").write_text(json.dumps(metrics))
     return ["model", "model.joblib", "raw.csv.dvc", "metrics.json"]
 
 

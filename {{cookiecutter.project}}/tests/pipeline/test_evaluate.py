@@ -33,19 +33,19 @@ def test_binary_scores_match_hand_computed_values() -> None:
     y = pd.Series(["no", "yes", "yes", "no"])
     proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
     scores = evaluate.scores(y, proba, ["no", "yes"])
-    assert scores["accuracy"] == 0.5
-    assert scores["roc_auc"] == 0.75
-    assert scores["log_loss"] == pytest.approx(-np.mean(np.log([0.9, 0.8, 0.4, 0.3])))
+    assert scores.accuracy == 0.5
+    assert scores.roc_auc == 0.75
+    assert scores.log_loss == pytest.approx(-np.mean(np.log([0.9, 0.8, 0.4, 0.3])))
 
 
 @pytest.mark.score("D2")
 def test_multiclass_metrics_per_class_and_slices(wine_trained: Trained) -> None:
     fitted, test_rows, p = wine_trained
     metrics, tables, confusion = evaluate.evaluate(fitted.model, fitted.baseline, test_rows, p)
-    assert set(metrics["per_class"]) == {"a", "b", "c"}
-    assert metrics["roc_auc"] > metrics["baseline"]["roc_auc"] == 0.5
-    assert next(iter(metrics["slices"])).startswith("alcohol ")
-    assert sum(s["rows"] for s in metrics["slices"].values()) == len(test_rows)
+    assert set(metrics.per_class) == {"a", "b", "c"}
+    assert metrics.roc_auc > metrics.baseline.roc_auc == 0.5
+    assert next(iter(metrics.slices)).startswith("alcohol ")
+    assert sum(s.rows for s in metrics.slices.values()) == len(test_rows)
     assert set(tables) == {"roc", "precision_recall", "calibration", "importance"}
     assert len(confusion) == len(test_rows)
     # Every input column's contribution is measured: a feature that does not help shows.
@@ -79,7 +79,7 @@ def test_main_writes_metrics_plots_card_and_logs_to_mlflow(
     test_rows.to_parquet("test.parquet")
     Path("raw.csv").write_text("any bytes\n")
     Path("reports").mkdir()
-    Path("reports/train.json").write_text(json.dumps(fitted.cv))
+    Path("reports/train.json").write_text(fitted.cv.model_dump_json())
 
     evaluate.main(["models", "test.parquet", "raw.csv", "reports"])
 

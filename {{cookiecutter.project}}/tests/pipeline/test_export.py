@@ -23,7 +23,7 @@ def test_onnx_agrees_with_scikit_learn(
     params: Params = request.getfixturevalue(p)
     train_rows, test_rows = split.split(frame, params.data.target, params.split)
     model = train.fit(train_rows, params.data, params.train).model
-    onnx, report = export.export(model, test_rows, params, params.export)
+    onnx, report = export.export(model, test_rows, params.data, params.export)
     assert onnx is not None
     assert report["exported"]
     assert report["same_labels"]
@@ -44,7 +44,7 @@ def test_an_estimator_without_a_converter_falls_back(
     )
     train_rows, test_rows = split.split(customers, "churned", customers_params.split)
     model = train.fit(train_rows, customers_params.data, p).model
-    onnx, report = export.export(model, test_rows, customers_params, customers_params.export)
+    onnx, report = export.export(model, test_rows, customers_params.data, customers_params.export)
     assert onnx is None
     assert report["exported"] is False
     assert report["reason"]
@@ -66,6 +66,6 @@ def test_main_writes_the_model_and_its_parity(
 
 def test_switched_off(customers: pd.DataFrame, customers_params: Params) -> None:
     off = customers_params.export.model_copy(update={"onnx": False})
-    onnx, report = export.export(None, customers, customers_params, off)
+    onnx, report = export.export(None, customers, customers_params.data, off)
     assert onnx is None
     assert report == {"exported": False, "reason": "export.onnx is false"}

@@ -11,7 +11,8 @@ import pytest
 
 from conftest import write_params
 from tumor_classifier.cli import UserError
-from tumor_classifier.params import Gate, Params
+from tumor_classifier.metrics import Metrics
+from tumor_classifier.params import GateParams, Params
 from tumor_classifier.pipeline import gate
 
 GOOD: dict[str, Any] = {
@@ -37,20 +38,20 @@ GOOD: dict[str, Any] = {
 }
 
 
-def with_(path: str, value: float) -> dict[str, Any]:
+def with_(path: str, value: float) -> Metrics:
     metrics = copy.deepcopy(GOOD)
     *parents, key = path.split(".")
     target = metrics
     for parent in parents:
         target = target[parent]
     target[key] = value
-    return metrics
+    return Metrics.model_validate(metrics)
 
 
 def test_good_metrics_pass_and_tiny_slices_are_not_gated(project_params: Params) -> None:
-    result = gate.verdict(GOOD, project_params.gate)
-    assert result["passed"]
-    assert "worst slice (small)" in result["checks"][-1]["check"]
+    result = gate.verdict(Metrics.model_validate(GOOD), project_params.gate)
+    assert result.passed
+    assert "worst slice (small)" in result.checks[-1].check
 
 
 @pytest.mark.score("M5")
@@ -67,21 +68,21 @@ def test_good_metrics_pass_and_tiny_slices_are_not_gated(project_params: Params)
 )
 def test_each_check_can_fail(project_params: Params, path: str, value: float, failed: str) -> None:
     result = gate.verdict(with_(path, value), project_params.gate)
-    assert not result["passed"]
-    assert [c["check"] for c in result["checks"] if not c["passed"]] == [failed]
+    assert not result.passed
+    assert [c.check for c in result.checks if not c.passed] == [failed]
 
 
 def test_unknown_metric_is_a_params_mistake(project_params: Params) -> None:
-    bad = Gate(**{**project_params.gate.model_dump(), "min": {"auc": 0.9}})
+    bad = GateParams(**{**project_params.gate.model_dump(), "min": {"auc": 0.9}})
     with pytest.raises(UserError, match="gate names unknown metrics auc"):
-        gate.verdict(GOOD, bad)
+        gate.verdict(Metrics.model_validate(GOOD), bad)
 
 
 def test_command_line_fails_in_one_line_and_writes_nothing(
     project_params: Params, workdir: Path
 ) -> None:
     write_params(workdir, project_params)
-    Path("metrics.json").write_text(json.dumps(with_("roc_auc", 0.6)))
+    Path("metrics.json").write_text(with_("roc_auc", 0.6).model_dump_json())
     result = subprocess.run(
         [sys.executable, "-m", "tumor_classifier.pipeline.gate", "metrics.json", "gate.json"],
         capture_output=True,
@@ -93,3 +94,15 @@ def test_command_line_fails_in_one_line_and_writes_nothing(
         == "gate: roc_auc >= 0.95 failed (0.6); roc_auc >= baseline 0.5 + 0.2 failed (0.6)\n"
     )
     assert not Path("gate.json").exists()
+
+
+def test_metrics_of_another_shape_are_one_line(project_params: Params, workdir: Path) -> None:
+    write_params(workdir, project_params)
+    Path("metrics.json").write_text(json.dumps({**GOOD, "roc_auc": "high"}))
+    result = subprocess.run(
+        [sys.executable, "-m", "tumor_classifier.pipeline.gate", "metrics.json", "gate.json"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("gate: metrics.json: roc_auc: Input should be a valid number")

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
+from tumor_classifier.metrics import Metrics
 from tumor_classifier.params import Params
 from tumor_classifier.pipeline import evaluate, gate, split, train, validate
 
@@ -44,12 +45,12 @@ def test_other_tables_run_through_every_stage(
         update={"min": {"roc_auc": 0.7}, "max": {}, "baseline_margin": 0.1, "slice_floor": 0.5}
     )
     result = gate.verdict(metrics, loose)
-    assert result["passed"], result
+    assert result.passed, result
 
 
 @pytest.mark.score("I1")
 def test_same_inputs_same_metrics(cancer: pd.DataFrame, project_params: Params) -> None:
-    def run() -> dict[str, object]:
+    def run() -> Metrics:
         train_rows, test_rows = split.split(cancer, "diagnosis", project_params.split)
         fitted = train.fit(train_rows, project_params.data, project_params.train)
         return evaluate.evaluate(fitted.model, fitted.baseline, test_rows, project_params)[0]

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tumor_classifier.params import Params, Reference
+from tumor_classifier.params import Params, ReferenceParams
 from tumor_classifier.pipeline import reference, split, train
 
 
@@ -13,7 +13,9 @@ def rows(customers: pd.DataFrame, customers_params: Params) -> pd.DataFrame:
     p = customers_params
     train_rows, _ = split.split(customers, "churned", p.split)
     model = train.fit(train_rows, p.data, p.train).model
-    return reference.sample(train_rows, model, p.data, Reference(rows=300, bins=5), p.train.seed)
+    return reference.sample(
+        train_rows, model, p.data, ReferenceParams(rows=300, bins=5), p.train.seed
+    )
 
 
 def test_sample_is_seeded_with_model_inputs_and_predictions(rows: pd.DataFrame) -> None:
@@ -24,7 +26,7 @@ def test_sample_is_seeded_with_model_inputs_and_predictions(rows: pd.DataFrame) 
 
 
 def test_statistics_cover_every_value(rows: pd.DataFrame) -> None:
-    stats = reference.statistics(rows, ["tenure", "spend"], Reference(rows=300, bins=5))
+    stats = reference.statistics(rows, ["tenure", "spend"], ReferenceParams(rows=300, bins=5))
     assert len(stats["spend"]["edges"]) == 4
     assert len(stats["spend"]["shares"]) == 6  # five bins and the missing values
     assert stats["tenure"]["shares"][-1] == pytest.approx(rows["tenure"].isna().mean())

@@ -10,7 +10,7 @@ from scipy import stats
 from conftest import write_params
 from tumor_classifier.cli import UserError
 from tumor_classifier.data import feature_columns, model_input
-from tumor_classifier.params import Params, Search
+from tumor_classifier.params import Params, SearchParams
 from tumor_classifier.pipeline import train
 
 
@@ -19,9 +19,9 @@ def test_grid_search_picks_from_the_space(cancer: pd.DataFrame, project_params: 
     p = project_params
     fitted = train.fit(cancer, p.data, p.train)
     space = p.train.search.space
-    assert fitted.cv["best_params"]["C"] in space["C"]
-    assert len(fitted.cv["candidates"]) == len(space["C"]) * len(space["class_weight"])
-    assert fitted.cv["score"] == max(c["mean"] for c in fitted.cv["candidates"])
+    assert fitted.cv.best_params["C"] in space["C"]
+    assert len(fitted.cv.candidates) == len(space["C"]) * len(space["class_weight"])
+    assert fitted.cv.score == max(c.mean for c in fitted.cv.candidates)
     assert type(fitted.baseline.named_steps["model"]).__name__ == "DummyClassifier"
     assert list(fitted.model.classes_) == ["benign", "malignant"]
 
@@ -37,7 +37,7 @@ def test_training_is_deterministic(customers: pd.DataFrame, customers_params: Pa
 def test_random_search_with_distributions_and_a_seeded_forest(
     customers: pd.DataFrame, customers_params: Params
 ) -> None:
-    search = Search(
+    search = SearchParams(
         kind="random",
         n_iter=3,
         cv_folds=3,
@@ -53,8 +53,8 @@ def test_random_search_with_distributions_and_a_seeded_forest(
         }
     )
     fitted = train.fit(customers, customers_params.data, p)
-    assert len(fitted.cv["candidates"]) == 3
-    assert 10 <= fitted.cv["best_params"]["n_estimators"] <= 30
+    assert len(fitted.cv.candidates) == 3
+    assert 10 <= fitted.cv.best_params["n_estimators"] <= 30
     assert fitted.model.named_steps["model"].random_state == p.seed
 
 
@@ -69,7 +69,7 @@ def test_unseen_and_missing_categories_still_predict(
 
 
 def test_space_converts_distributions() -> None:
-    search = Search(
+    search = SearchParams(
         kind="random",
         n_iter=2,
         cv_folds=2,
@@ -92,7 +92,14 @@ def test_space_converts_distributions() -> None:
     ],
 )
 def test_bad_space_is_one_line(space: dict[str, object], kind: str, message: str) -> None:
-    search = Search(kind=kind, n_iter=2, cv_folds=2, scoring="accuracy", n_jobs=1, space=space)  # type: ignore[arg-type]
+    search = SearchParams(
+        kind=kind,  # type: ignore[arg-type]
+        n_iter=2,
+        cv_folds=2,
+        scoring="accuracy",
+        n_jobs=1,
+        space=space,
+    )
     with pytest.raises(UserError, match=message):
         train.space(search)
 

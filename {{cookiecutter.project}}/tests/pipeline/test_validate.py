@@ -156,8 +156,8 @@ def test_label_leak(dataset: str, request: pytest.FixtureRequest) -> None:
 def test_summary_counts(customers: pd.DataFrame, customers_params: Params) -> None:
     schema = validate.infer(customers, customers_params.data, 0.1)
     summary = validate.summary(customers, schema, customers_params.data)
-    assert summary["rows"] == 600
-    assert summary["missing"] == {
+    assert summary.rows == 600
+    assert summary.missing == {
         "region": int(customers["region"].isna().sum()),
         "tenure": int(customers["tenure"].isna().sum()),
     }

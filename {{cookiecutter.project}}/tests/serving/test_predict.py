@@ -9,6 +9,7 @@ import pytest
 from conftest import Served, write_params
 from tumor_classifier import contract
 from tumor_classifier.cli import UserError
+from tumor_classifier.data import write_table
 from tumor_classifier.params import load
 from tumor_classifier.serving import predict
 
@@ -39,7 +40,7 @@ def test_main_reads_and_writes_each_format(served: Served, workdir: Path, suffix
     write_params(workdir, load(served.folder / "params.yaml"))
     rows = served.test.drop(columns="churned")
     source = workdir / f"in{suffix}"
-    predict.write_table(rows, source)
+    write_table(rows, source)
     predict.main(
         [
             str(source),
@@ -69,6 +70,11 @@ def test_input_breaking_the_contract_is_one_line(served: Served, workdir: Path) 
         predict.main(["in.csv", "out.csv", "--schema", str(served.folder / "schema.yaml")])
 
 
-def test_unknown_output_format(served: Served) -> None:
-    with pytest.raises(UserError, match="unsupported format"):
-        predict.write_table(served.test, Path("out.xlsx"))
+def test_unknown_output_format(served: Served, workdir: Path) -> None:
+    write_params(workdir, load(served.folder / "params.yaml"))
+    served.test.drop(columns="churned").to_csv("in.csv", index=False)
+    schema = ["--schema", str(served.folder / "schema.yaml")]
+    with pytest.raises(UserError, match=r"out\.xlsx: unsupported format"):
+        predict.main(
+            ["in.csv", "out.xlsx", "--model", str(served.folder / "model.joblib"), *schema]
+        )

@@ -4,7 +4,6 @@ import argparse
 import hashlib
 import json
 import shutil
-import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
@@ -12,19 +11,20 @@ from pathlib import Path
 import bentoml
 from bentoml.exceptions import NotFound
 
-from .. import NAME, cli, contract, params
+from .. import NAME, cli, contract
 from ..data import read_table
+from ..lineage import md5, revision
+from ..params import Params, load
 
 
-def save(
-    model: Path, onnx_dir: Path, schema: Path, reference: Path, p: params.Params
-) -> bentoml.Tag:
+def save(model: Path, onnx_dir: Path, schema: Path, reference: Path, params: Params) -> bentoml.Tag:
     """Store the model with everything the service reads at start; once per distinct content."""
-    md5 = hashlib.md5(model.read_bytes()).hexdigest()
+    model_md5 = md5(model)
     onnx = onnx_dir / "model.onnx"
-    features = contract.dump(contract.from_schema(schema.read_text(), p.data))
-    online = {"window": p.drift.window, "log_sample": p.drift.log_sample}
-    settings = json.dumps(p.serve.model_dump() | online | {"model_version": md5[:12]}, indent=2)
+    features = contract.dump(contract.from_schema(schema.read_text(), params.data))
+    online = {"window": params.drift.window, "log_sample": params.drift.log_sample}
+    version = {"model_version": model_md5[:12]}
+    settings = json.dumps(params.serve.model_dump() | online | version, indent=2)
     parts = [model.read_bytes(), onnx.read_bytes() if onnx.exists() else b"", features.encode()]
     parts += [reference.read_bytes(), settings.encode()]
     tag = bentoml.Tag(NAME, hashlib.sha256(b"\0".join(parts)).hexdigest()[:16])
@@ -32,8 +32,7 @@ def save(
         return bentoml.models.get(tag).tag
     except NotFound:
         pass
-    revision = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
-    metadata = {"model_md5": md5, "git_revision": revision.stdout.strip() or "unknown"}
+    metadata = {"model_md5": model_md5, "git_revision": revision()}
     with bentoml.models.create(tag, metadata=metadata, labels={"owner": NAME}) as stored:
         folder = Path(stored.path)
         shutil.copy(model, folder / "model.joblib")
@@ -45,10 +44,10 @@ def save(
     return tag
 
 
-def example(rows: Path, schema: Path, p: params.Params, out: Path) -> None:
+def example(rows: Path, schema: Path, params: Params, out: Path) -> None:
     """A request body of one real record, for trying the service (the README's curl)."""
-    features = contract.from_schema(schema.read_text(), p.data)
-    row = read_table(rows, p.data)[[f.name for f in features]].head(1)
+    features = contract.from_schema(schema.read_text(), params.data)
+    row = read_table(rows, params.data)[[f.name for f in features]].head(1)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"records": json.loads(row.to_json(orient="records"))}) + "\n")
 
@@ -76,11 +75,11 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     if not args.model.exists():
         raise cli.UserError(f"{args.model} not found: run `make train` (or `dvc pull`) first")
-    p = params.load()
-    model_tag = save(args.model, args.onnx, args.schema, args.reference, p)
+    params = load()
+    model_tag = save(args.model, args.onnx, args.schema, args.reference, params)
     print(f"stored model {model_tag}")
     if args.example:
-        example(args.example, args.schema, p, Path("build/example.json"))
+        example(args.example, args.schema, params, Path("build/example.json"))
     if args.bentofile:
         bento = build(args.bentofile, args.out)
         print(f"built {bento.tag}; image context: {args.out}")

@@ -13,9 +13,9 @@ from evidently.metrics import DatasetMissingValueCount, ValueDrift
 from evidently.presets import DataDriftPreset
 from evidently.tests import lte
 
-from .. import cli, contract, params, render
+from .. import cli, contract, render
 from ..data import read_table
-from ..params import Drift
+from ..params import DriftParams, load
 from ..serving.predict import Predictor, predict_frame
 
 Verdict = dict[str, Any]
@@ -48,7 +48,10 @@ def current(logs: str, out: Path) -> int:
 
 
 def report(
-    reference: pd.DataFrame, now: pd.DataFrame, features: list[contract.Feature], d: Drift
+    reference: pd.DataFrame,
+    now: pd.DataFrame,
+    features: list[contract.Feature],
+    params: DriftParams,
 ) -> Any:
     """Evidently's report: drift of each feature and of the prediction; missing values."""
     names = [f.name for f in features]
@@ -60,9 +63,9 @@ def report(
         # Evidently picks each column's test by its type and the sample's size (K-S or chi-square
         # p-values for small samples, distances for large ones): a logged day of a quiet service
         # and a busy one are both judged fairly.
-        DataDriftPreset(columns=names, drift_share=d.share),
+        DataDriftPreset(columns=names, drift_share=params.share),
         ValueDrift(column="prediction"),
-        DatasetMissingValueCount(columns=names, share_tests=[lte(d.max_missing_share)]),
+        DatasetMissingValueCount(columns=names, share_tests=[lte(params.max_missing_share)]),
     ]
     columns = [*names, "prediction"]
     return Report(metrics, include_tests=True).run(
@@ -99,7 +102,7 @@ def verdict(snapshot: dict[str, Any]) -> Verdict:
     }
 
 
-def summary(result: Verdict, rows: int, d: Drift) -> str:
+def summary(result: Verdict, rows: int, params: DriftParams) -> str:
     """The markdown an issue or a pull request shows."""
     drifted = set(result["drifted"])
     features = len(result["scores"]) - 1
@@ -110,7 +113,7 @@ def summary(result: Verdict, rows: int, d: Drift) -> str:
     return "\n".join(
         [
             f"**{head}** in {rows} records against the training reference: {drifted_features} "
-            f"of {features} features drifted (the data drifts from a share of {d.share:g}); "
+            f"of {features} features drifted (the data drifts from a share of {params.share:g}); "
             f"the prediction mix {mix}.\n",
             render.table(
                 ["check", "passed"],
@@ -189,19 +192,19 @@ def main(argv: list[str]) -> None:
         raise cli.UserError(
             f"{args.current}: no such file; make current LOGS=... collects the service's requests"
         )
-    p = params.load()
-    features = contract.from_schema(args.schema.read_text(), p.data)
-    now = read_table(args.current, p.data)
+    params = load()
+    features = contract.from_schema(args.schema.read_text(), params.data)
+    now = read_table(args.current, params.data)
     contract.check_frame(now, features, accept_unseen=True)
     if "prediction" not in now:
         now = predict_frame(Predictor(features, args.model, None), now)
     reference = read_table(args.reference)
-    snapshot = report(reference, now, features, p.drift)
+    snapshot = report(reference, now, features, params.drift)
     result = verdict(snapshot.dict())
     args.out.mkdir(parents=True, exist_ok=True)
     snapshot.save_html(str(args.out / "report.html"))
     (args.out / "drift.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "summary.md").write_text(summary(result, len(now), p.drift))
+    (args.out / "summary.md").write_text(summary(result, len(now), params.drift))
     print((args.out / "summary.md").read_text().splitlines()[0])
     if result["drift"]:
         drifted = ", ".join(result["drifted"]) or "the missing values"

@@ -11,15 +11,16 @@ from pathlib import Path
 import gevent
 from locust.env import Environment
 
-from .. import cli, params
-from ..data import read_table
-from ..params import Data
+from .. import cli
+from ..data import feature_columns, read_table
+from ..params import DataParams, SloParams, load
 
 
-def payloads(table: Path, data: Data, count: int) -> list[str]:
+def payloads(table: Path, data: DataParams, count: int) -> list[str]:
     """One-record request bodies from real rows (the test split), so the model does real work."""
-    frame = read_table(table).drop(columns=[data.target, *data.drop], errors="ignore").head(count)
-    rows = json.loads(frame.to_json(orient="records"))
+    frame = read_table(table, data).head(count)
+    numeric, categorical = feature_columns(list(frame.columns), data)
+    rows = json.loads(frame[numeric + categorical].to_json(orient="records"))
     return [json.dumps({"records": [row]}) for row in rows]
 
 
@@ -51,7 +52,7 @@ def run(url: str, bodies: list[str], users: int, seconds: float) -> dict[str, fl
     }
 
 
-def verdict(figures: dict[str, float], slo: params.Slo) -> list[str]:
+def verdict(figures: dict[str, float], slo: SloParams) -> list[str]:
     """The SLO terms the figures miss."""
     missed = []
     if figures["requests"] == 0:
@@ -70,11 +71,11 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--rows", type=Path, default=Path("data/split/test.parquet"))
     args = parser.parse_args(argv)
-    p = params.load()
-    figures = run(args.url, payloads(args.rows, p.data, 200), args.users, args.seconds)
+    params = load()
+    figures = run(args.url, payloads(args.rows, params.data, 200), args.users, args.seconds)
     summary = ", ".join(f"{k} {v:.4g}" for k, v in figures.items())
     print(f"loadtest {args.url}: {summary}")
-    missed = verdict(figures, p.serve.slo)
+    missed = verdict(figures, params.serve.slo)
     if missed:
         raise cli.UserError(f"SLO missed: {'; '.join(missed)}")
 

@@ -1,9 +1,6 @@
 """Register the DVC-tracked model in MLflow with its lineage; point an alias at that version."""
 
 import argparse
-import hashlib
-import json
-import subprocess
 from pathlib import Path
 
 import joblib
@@ -13,21 +10,15 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
 from .. import cli, tracking
+from ..lineage import md5, revision
+from ..metrics import Metrics
 
 
 def lineage(model: Path, data_dvc: Path, metrics: Path) -> dict[str, str]:
     """What produced this model: git revision, data and model hashes, and its test metrics."""
-    revision = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
     data_md5 = yaml.safe_load(data_dvc.read_text())["outs"][0]["md5"]
-    scores = json.loads(metrics.read_text())
-    tags = {
-        "git_revision": revision.stdout.strip() or "unknown",
-        "data_md5": data_md5,
-        "model_md5": hashlib.md5(model.read_bytes()).hexdigest(),
-    }
-    tags.update(
-        {f"metric.{k}": f"{v:.6g}" for k, v in scores.items() if isinstance(v, int | float)}
-    )
+    tags = {"git_revision": revision(), "data_md5": data_md5, "model_md5": md5(model)}
+    tags.update({f"metric.{k}": f"{v:.6g}" for k, v in Metrics.read(metrics).scores().items()})
     return tags
 
 

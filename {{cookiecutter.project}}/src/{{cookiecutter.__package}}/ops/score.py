@@ -24,89 +24,21 @@ class Item:
     manual: str = ""  # why no check can automate it
 
 
-SECTIONS = {
-    "data": [
-        Item("D1", "Feature expectations are captured in a schema", ("test:D1", "stage:validate")),
-        Item("D2", "All features are beneficial", ("test:D2", "stage:evaluate")),
-        Item(
-            "D3",
-            "No feature's cost is too much",
-            manual="a feature's cost (latency, memory, upkeep) "
-            "against its benefit is a judgement; make loadtest measures the whole model's cost",
-        ),
-        Item("D4", "Features adhere to meta-level requirements", ("test:D4",)),
-        Item(
-            "D5",
-            "The data pipeline has appropriate privacy controls",
-            manual="who may use which "
-            "data is governance; CI reaches the DVC remote only through short-lived OIDC roles",
-        ),
-        Item("D6", "New features can be added quickly", ("test:D6",)),
-        Item("D7", "All input feature code is tested", ("test:D7",)),
-    ],
-    "model": [
-        Item(
-            "M1",
-            "Model specs are reviewed and submitted",
-            ("workflow:train.yml:make report", "file:.github/workflows/train.yml"),
-        ),
-        Item(
-            "M2",
-            "Offline and online metrics correlate",
-            manual="online metrics need the labels "
-            "of served requests, which arrive (if ever) outside this repository",
-        ),
-        Item("M3", "All hyperparameters have been tuned", ("test:M3", "stage:train")),
-        Item(
-            "M4",
-            "The impact of model staleness is known",
-            manual="measuring it needs time-stamped "
-            "data; drift is watched (make drift) and retraining is scheduled",
-        ),
-        Item("M5", "A simpler model is not better", ("test:M5", "stage:gate")),
-        Item(
-            "M6", "Model quality is sufficient on important data slices", ("test:M6", "stage:gate")
-        ),
-        Item(
-            "M7", "The model is tested for considerations of inclusion", ("test:M7", "stage:gate")
-        ),
-    ],
-    "infrastructure": [
-        Item("I1", "Training is reproducible", ("test:I1",)),
-        Item("I2", "Model specs are unit tested", ("test:I2",)),
-        Item("I3", "The ML pipeline is integration tested", ("test:I3",)),
-        Item(
-            "I4",
-            "Model quality is validated before serving",
-            ("stage:gate", "workflow:train.yml:make train"),
-        ),
-        Item("I5", "The model is debuggable", ("test:I5",)),
-        Item(
-            "I6",
-            "Models are canaried before serving",
-            (
-                "file:deploy/overlays/staging/kustomization.yaml",
-                "workflow:promote.yml:make promote",
-            ),
-        ),
-        Item("I7", "Serving models can be rolled back", ("test:I7",)),
-    ],
-    "monitoring": [
-        Item("Mon1", "Dependency changes result in notification", ("file:.github/dependabot.yml",)),
-        Item("Mon2", "Data invariants hold for inputs", ("test:Mon2", "stage:validate")),
-        Item("Mon3", "Training and serving are not skewed", ("test:Mon3",)),
-        Item("Mon4", "Models are not too stale", ("workflow:retrain.yml:make train",)),
-        Item("Mon5", "Models are numerically stable", ("test:Mon5",)),
-        Item(
-            "Mon6",
-            "Computing performance has not regressed",
-            ("test:Mon6", "alert:ServiceLatencyAboveSLO"),
-        ),
-        Item(
-            "Mon7", "Prediction quality has not regressed", ("test:Mon7", "alert:ModelFeatureDrift")
-        ),
-    ],
-}
+RUBRIC = Path(__file__).with_name("rubric.yaml")
+
+
+def sections(rubric: Path = RUBRIC) -> dict[str, list[Item]]:
+    """The rubric's items by section."""
+    return {
+        section: [
+            Item(key, spec["title"], tuple(spec.get("checks", ())), spec.get("manual", ""))
+            for key, spec in items.items()
+        ]
+        for section, items in yaml.safe_load(rubric.read_text()).items()
+    }
+
+
+SECTIONS = sections()
 
 
 def present(root: Path, check: str) -> bool:

@@ -1,12 +1,8 @@
 """Evaluate stage: metrics overall, per class and per slice, plots, and the model card."""
 
-import argparse
-import hashlib
 import json
 import re
-import subprocess
 from pathlib import Path
-from typing import Any
 
 import joblib
 import mlflow
@@ -27,14 +23,14 @@ from sklearn.metrics import (
 )
 from sklearn.pipeline import Pipeline
 
-from .. import cli, params, render, tracking
+from .. import cli, figures, render, tracking
 from ..data import feature_columns, model_input, read_table
-from ..params import Data, Evaluate
+from ..lineage import md5, revision
+from ..metrics import ClassScores, CrossValidation, Metrics, Scores, SliceScores
+from ..params import DataParams, EvaluateParams, Params, flatten, load
 
-Metrics = dict[str, Any]
 
-
-def positive_class(classes: list[str], data: Data) -> str:
+def positive_class(classes: list[str], data: DataParams) -> str:
     """The class the binary curves are drawn for."""
     if data.positive_class is None:
         return classes[-1]
@@ -45,29 +41,29 @@ def positive_class(classes: list[str], data: Data) -> str:
     return data.positive_class
 
 
-def scores(y_true: pd.Series, proba: np.ndarray, classes: list[str]) -> dict[str, float]:
+def scores(y_true: pd.Series, proba: np.ndarray, classes: list[str]) -> Scores:
     """Accuracy, macro precision/recall/F1, ROC AUC (one-vs-rest when multiclass) and log loss."""
     y_pred = np.asarray(classes)[proba.argmax(axis=1)]
     if len(classes) == 2:
         auc = roc_auc_score(y_true == classes[1], proba[:, 1])
     else:
         auc = roc_auc_score(y_true, proba, multi_class="ovr", labels=classes)
-    return {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "precision": float(precision_score(y_true, y_pred, average="macro", zero_division=0)),
-        "recall": float(recall_score(y_true, y_pred, average="macro", zero_division=0)),
-        "f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
-        "roc_auc": float(auc),
-        "log_loss": float(log_loss(y_true, proba, labels=classes)),
-    }
+    return Scores(
+        accuracy=float(accuracy_score(y_true, y_pred)),
+        precision=float(precision_score(y_true, y_pred, average="macro", zero_division=0)),
+        recall=float(recall_score(y_true, y_pred, average="macro", zero_division=0)),
+        f1=float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        roc_auc=float(auc),
+        log_loss=float(log_loss(y_true, proba, labels=classes)),
+    )
 
 
-def per_class(y_true: pd.Series, y_pred: np.ndarray, classes: list[str]) -> Metrics:
+def per_class(y_true: pd.Series, y_pred: np.ndarray, classes: list[str]) -> dict[str, ClassScores]:
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=classes, zero_division=0
     )
     return {
-        c: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+        c: ClassScores(precision=float(p), recall=float(r), f1=float(f), support=int(s))
         for c, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)
     }
 
@@ -83,24 +79,26 @@ def slice_labels(column: pd.Series, bins: int) -> pd.Series:
     return values.map(lambda v: f"{column.name}={v}").astype("category")
 
 
-def slices(frame: pd.DataFrame, y_true: pd.Series, y_pred: np.ndarray, e: Evaluate) -> Metrics:
+def slices(
+    frame: pd.DataFrame, y_true: pd.Series, y_pred: np.ndarray, params: EvaluateParams
+) -> dict[str, SliceScores]:
     """Rows, accuracy and macro F1 of each slice of the test set."""
-    if e.slice.column is None:
+    if params.slice.column is None:
         return {}
-    if e.slice.column not in frame:
-        raise cli.UserError(f"evaluate.slice.column {e.slice.column!r} is not a column")
-    labels = slice_labels(frame[e.slice.column], e.slice.bins)
+    if params.slice.column not in frame:
+        raise cli.UserError(f"evaluate.slice.column {params.slice.column!r} is not a column")
+    labels = slice_labels(frame[params.slice.column], params.slice.bins)
     result = {}
     for label in labels.cat.categories:
         mask = (labels == label).to_numpy()
         if not mask.any():
             continue
         truth, pred = y_true[mask], y_pred[mask]
-        result[str(label)] = {
-            "rows": int(mask.sum()),
-            "accuracy": float(accuracy_score(truth, pred)),
-            "f1": float(f1_score(truth, pred, average="macro", zero_division=0)),
-        }
+        result[str(label)] = SliceScores(
+            rows=int(mask.sum()),
+            accuracy=float(accuracy_score(truth, pred)),
+            f1=float(f1_score(truth, pred, average="macro", zero_division=0)),
+        )
     return result
 
 
@@ -143,82 +141,72 @@ def plot(tables: dict[str, pd.DataFrame], confusion: pd.DataFrame, out: Path) ->
         ("precision_recall", "recall", "precision", False),
         ("calibration", "predicted", "observed", True),
     ):
-        fig, ax = render.figure(4.5, 4)
+        fig, ax = figures.figure(4.5, 4)
         ax.plot(tables[name][x], tables[name][y], marker="." if name == "calibration" else None)
         if diagonal:
             ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
         ax.set(xlabel=x, ylabel=y, title=name.replace("_", " "), xlim=(0, 1), ylim=(0, 1.02))
-        render.save(fig, out / f"{name}.png")
+        figures.save(fig, out / f"{name}.png")
     matrix = pd.crosstab(confusion["actual"], confusion["predicted"], dropna=False)
-    fig, ax = render.figure(4.5, 4)
+    fig, ax = figures.figure(4.5, 4)
     ax.imshow(matrix.to_numpy(), cmap="Blues")
     ax.set_xticks(range(matrix.shape[1]), matrix.columns, rotation=45)
     ax.set_yticks(range(matrix.shape[0]), matrix.index)
     for (i, j), n in np.ndenumerate(matrix.to_numpy()):
         ax.text(j, i, str(n), ha="center", va="center")
     ax.set(xlabel="predicted", ylabel="actual", title="confusion matrix")
-    render.save(fig, out / "confusion.png")
+    figures.save(fig, out / "confusion.png")
     top = tables["importance"].head(15).iloc[::-1]
-    fig, ax = render.figure(6, 0.3 * len(top) + 1.2)
+    fig, ax = figures.figure(6, 0.3 * len(top) + 1.2)
     ax.barh(top["feature"], top["importance"], xerr=top["std"])
     ax.set(xlabel="drop in macro F1 when shuffled", title="permutation importance")
-    render.save(fig, out / "importance.png")
-
-
-def git_revision() -> str:
-    result = subprocess.run(
-        ["git", "describe", "--always", "--dirty"], capture_output=True, text=True
-    )
-    return result.stdout.strip() or "unknown"
+    figures.save(fig, out / "importance.png")
 
 
 def model_card(
-    metrics: Metrics, cv: dict[str, Any], p: params.Params, data_md5: str, revision: str
+    metrics: Metrics, cv: CrossValidation, params: Params, data_md5: str, revision: str
 ) -> str:
     """A markdown model card: what the model is, what it was trained on, how well it does."""
-    head = [k for k in metrics if not isinstance(metrics[k], dict)]
-    worst = min(metrics["slices"].items(), key=lambda kv: kv[1]["accuracy"], default=None)
+    worst = min(metrics.slices.items(), key=lambda kv: kv[1].accuracy, default=None)
+    baseline = metrics.baseline.scores()
     lines = [
         f"# Model card: {tracking.NAME}\n",
         "## Model\n",
-        f"- estimator: `{p.train.estimator}` in a scikit-learn "
+        f"- estimator: `{params.train.estimator}` in a scikit-learn "
         "Pipeline (median imputation and scaling of numbers, one-hot encoding of categories)",
-        f"- chosen by {p.train.search.kind} search, {p.train.search.cv_folds}-fold CV on "
-        f"`{p.train.search.scoring}`: {cv['score']:.4f} ± {cv['std']:.4f}",
-        f"- chosen arguments: `{cv['best_params']}`; fixed: `{p.train.fixed}`",
+        f"- chosen by {params.train.search.kind} search, {params.train.search.cv_folds}-fold CV "
+        f"on `{params.train.search.scoring}`: {cv.score:.4f} ± {cv.std:.4f}",
+        f"- chosen arguments: `{cv.best_params}`; fixed: `{params.train.fixed}`",
         f"- git revision: `{revision}`",
         f"- raw data md5: `{data_md5}`\n",
         "## Data\n",
-        f"- target `{p.data.target}`, classes: {', '.join(metrics['per_class'])}",
-        f"- test rows: {sum(c['support'] for c in metrics['per_class'].values())}, "
-        f"split {p.split.test_size:.0%} with seed {p.split.seed}\n",
+        f"- target `{params.data.target}`, classes: {', '.join(metrics.per_class)}",
+        f"- test rows: {sum(c.support for c in metrics.per_class.values())}, "
+        f"split {params.split.test_size:.0%} with seed {params.split.seed}\n",
         "## Metrics on the test set\n",
         render.table(
             ["metric", "model", "baseline"],
-            [(k, metrics[k], metrics["baseline"][k]) for k in head],
+            [(name, value, baseline[name]) for name, value in metrics.scores().items()],
         ),
         "## Per class\n",
         render.table(
             ["class", "precision", "recall", "f1", "support"],
-            [
-                (c, m["precision"], m["recall"], m["f1"], m["support"])
-                for c, m in metrics["per_class"].items()
-            ],
+            [(c, m.precision, m.recall, m.f1, m.support) for c, m in metrics.per_class.items()],
         ),
     ]
-    if metrics["slices"]:
+    if metrics.slices:
         lines += [
-            f"## Slices of `{p.evaluate.slice.column}`\n",
+            f"## Slices of `{params.evaluate.slice.column}`\n",
             render.table(
                 ["slice", "rows", "accuracy", "f1"],
-                [(k, s["rows"], s["accuracy"], s["f1"]) for k, s in metrics["slices"].items()],
+                [(k, s.rows, s.accuracy, s.f1) for k, s in metrics.slices.items()],
             ),
         ]
     lines += ["## Caveats\n"]
     if worst:
         name, values = worst
         lines.append(
-            f"- weakest slice: {name} (accuracy {values['accuracy']:.3f}, {values['rows']} rows)"
+            f"- weakest slice: {name} (accuracy {values.accuracy:.3f}, {values.rows} rows)"
         )
     lines += [
         "- evaluated on a held-out split of the same data: it does not show behaviour under drift; "
@@ -230,28 +218,33 @@ def model_card(
 
 
 def evaluate(
-    model: Pipeline, baseline: Pipeline, test: pd.DataFrame, p: params.Params
+    model: Pipeline, baseline: Pipeline, test: pd.DataFrame, params: Params
 ) -> tuple[Metrics, dict[str, pd.DataFrame], pd.DataFrame]:
     """Metrics, plot tables and the confusion rows of the model on the test set."""
-    numeric, categorical = feature_columns(list(test.columns), p.data)
-    x, y = model_input(test, numeric, categorical), test[p.data.target].astype(str)
+    numeric, categorical = feature_columns(list(test.columns), params.data)
+    x, y = model_input(test, numeric, categorical), test[params.data.target].astype(str)
     classes = [str(c) for c in model.classes_]
     proba = model.predict_proba(x)
     y_pred = np.asarray(classes)[proba.argmax(axis=1)]
-    metrics: Metrics = scores(y, proba, classes)
-    metrics["baseline"] = scores(y, baseline.predict_proba(x), classes)
-    metrics["per_class"] = per_class(y, y_pred, classes)
-    metrics["slices"] = slices(test, y, y_pred, p.evaluate)
-    tables = curves(y, proba, classes, positive_class(classes, p.data), p.evaluate.calibration_bins)
-    tables["importance"] = importance(model, x, y, p.evaluate.permutation_repeats, p.train.seed)
+    metrics = Metrics(
+        **scores(y, proba, classes).scores(),
+        baseline=scores(y, baseline.predict_proba(x), classes),
+        per_class=per_class(y, y_pred, classes),
+        slices=slices(test, y, y_pred, params.evaluate),
+    )
+    positive = positive_class(classes, params.data)
+    tables = curves(y, proba, classes, positive, params.evaluate.calibration_bins)
+    tables["importance"] = importance(
+        model, x, y, params.evaluate.permutation_repeats, params.train.seed
+    )
     confusion = pd.DataFrame({"actual": y.to_numpy(), "predicted": y_pred})
     return metrics, tables, confusion
 
 
 def log(metrics: Metrics, model_path: Path, reports: Path) -> None:
     """Metrics, plots and the card into the MLflow run that trained this model."""
-    model_md5 = hashlib.md5(model_path.read_bytes()).hexdigest()
-    flat = tracking.flatten(metrics)
+    model_md5 = md5(model_path)
+    flat = flatten(metrics.model_dump())
     # MLflow metric names allow letters, digits and _-. :/ only.
     valid = {re.sub(r"[^\w\-. :/]", "_", k): v for k, v in flat.items()}
     numeric = {k: float(v) for k, v in valid.items() if isinstance(v, int | float)}
@@ -265,27 +258,21 @@ def log(metrics: Metrics, model_path: Path, reports: Path) -> None:
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="evaluate", description=__doc__)
-    parser.add_argument("models", type=Path, help="folder with model.joblib and baseline.joblib")
-    parser.add_argument("test", type=Path)
-    parser.add_argument("raw", type=Path, help="raw data, whose hash the model card records")
-    parser.add_argument("reports", type=Path, help="reads train.json, writes metrics, plots, card")
-    args = parser.parse_args(argv)
-    p = params.load()
+    args = cli.paths(argv, __doc__, "models", "test", "raw", "reports")
+    params = load()
     tracking.start()
     model = joblib.load(args.models / "model.joblib")
     baseline = joblib.load(args.models / "baseline.joblib")
-    metrics, tables, confusion = evaluate(model, baseline, read_table(args.test), p)
+    metrics, tables, confusion = evaluate(model, baseline, read_table(args.test), params)
     plots = args.reports / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     for name, table in tables.items():
         table.to_csv(plots / f"{name}.csv", index=False, float_format="%.6g")
     confusion.to_csv(plots / "confusion.csv", index=False)
     plot(tables, confusion, plots)
-    (args.reports / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    data_md5 = hashlib.md5(args.raw.read_bytes()).hexdigest()
-    cv = json.loads((args.reports / "train.json").read_text())
-    card = model_card(metrics, cv, p, data_md5, git_revision())
+    (args.reports / "metrics.json").write_text(json.dumps(metrics.model_dump(), indent=2) + "\n")
+    cv = CrossValidation.read(args.reports / "train.json")
+    card = model_card(metrics, cv, params, md5(args.raw), revision())
     (args.reports / "model_card.md").write_text(card)
     log(metrics, args.models / "model.joblib", args.reports)
 

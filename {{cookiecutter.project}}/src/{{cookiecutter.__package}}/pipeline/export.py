@@ -1,21 +1,19 @@
 """Export stage: the fitted pipeline as ONNX for the service's fast path, kept only if it agrees."""
 
-import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 import joblib
 import numpy as np
 import onnxruntime as ort
+import pandas as pd
 from skl2onnx import to_onnx
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 from sklearn.pipeline import Pipeline
 
-from .. import cli, params
-from ..data import feature_columns, model_input, read_table
-from ..params import Export
-from ..serving.predict import text
+from .. import cli
+from ..data import feature_columns, model_input, read_table, text
+from ..params import DataParams, ExportParams, load
 
 
 def convert(model: Pipeline, columns: list[str], numeric: list[str]) -> bytes:
@@ -46,12 +44,12 @@ def parity(model: Pipeline, onnx: bytes, x: Any, numeric: list[str]) -> dict[str
 
 
 def export(
-    model: Pipeline, test: Any, p: params.Params, e: Export
+    model: Pipeline, test: pd.DataFrame, data: DataParams, params: ExportParams
 ) -> tuple[bytes | None, dict[str, Any]]:
     """The ONNX model and its parity report, or None and the reason it is not used."""
-    if not e.onnx:
+    if not params.onnx:
         return None, {"exported": False, "reason": "export.onnx is false"}
-    numeric, categorical = feature_columns(list(test.columns), p.data)
+    numeric, categorical = feature_columns(list(test.columns), data)
     x = model_input(test, numeric, categorical)
     try:
         onnx = convert(model, list(x.columns), numeric)
@@ -59,20 +57,18 @@ def export(
         # skl2onnx has no converter for every estimator; the service then uses scikit-learn.
         return None, {"exported": False, "reason": f"{type(error).__name__}: {str(error)[:300]}"}
     report = parity(model, onnx, x, numeric)
-    agrees = report["same_labels"] and report["max_probability_difference"] <= e.tolerance
+    agrees = report["same_labels"] and report["max_probability_difference"] <= params.tolerance
     if not agrees:
         return None, {"exported": False, "reason": "ONNX disagrees with scikit-learn", **report}
     return onnx, {"exported": True, **report}
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="export", description=__doc__)
-    parser.add_argument("model", type=Path)
-    parser.add_argument("test", type=Path)
-    parser.add_argument("out", type=Path, help="folder for model.onnx and parity.json")
-    args = parser.parse_args(argv)
-    p = params.load()
-    onnx, report = export(joblib.load(args.model), read_table(args.test), p, p.export)
+    args = cli.paths(argv, __doc__, "model", "test", "out")
+    params = load()
+    onnx, report = export(
+        joblib.load(args.model), read_table(args.test), params.data, params.export
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "model.onnx").unlink(missing_ok=True)
     if onnx is not None:

@@ -1,15 +1,14 @@
 """Profile stage (EDA): statistics, missing values, class balance, correlations, distributions."""
 
-import argparse
 import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .. import cli, params, render
+from .. import cli, figures, render
 from ..data import feature_columns, read_table
-from ..params import Data, Profile
+from ..params import DataParams, ProfileParams, load
 
 
 def top_correlations(
@@ -26,7 +25,7 @@ def top_correlations(
     return sorted(pairs, key=lambda pair: -abs(pair[2]))[:k]
 
 
-def markdown(frame: pd.DataFrame, data: Data, profile: Profile) -> str:
+def markdown(frame: pd.DataFrame, data: DataParams, params: ProfileParams) -> str:
     numeric, categorical = feature_columns(list(frame.columns), data)
     classes = frame[data.target].value_counts(dropna=False)
     missing = frame.isna().sum()
@@ -82,51 +81,48 @@ def markdown(frame: pd.DataFrame, data: Data, profile: Profile) -> str:
             "## Strongest correlations\n",
             render.table(
                 ["feature", "feature", "pearson r"],
-                top_correlations(frame, numeric, profile.top_correlations),
+                top_correlations(frame, numeric, params.top_correlations),
             ),
             "![correlations](correlations.png)\n",
         ]
     return "\n".join(parts)
 
 
-def plot(frame: pd.DataFrame, data: Data, profile: Profile, out: Path) -> None:
+def plot(frame: pd.DataFrame, data: DataParams, params: ProfileParams, out: Path) -> None:
     numeric, _ = feature_columns(list(frame.columns), data)
-    fig, ax = render.figure()
+    fig, ax = figures.figure()
     frame[data.target].value_counts(dropna=False).plot.bar(ax=ax, title="class balance")
-    render.save(fig, out / "class_balance.png")
+    figures.save(fig, out / "class_balance.png")
     if numeric:
         cols = min(5, len(numeric))
         rows = math.ceil(len(numeric) / cols)
-        fig, axes = render.figure(3 * cols, 2.2 * rows)
+        fig, axes = figures.figure(3 * cols, 2.2 * rows)
         fig.delaxes(axes)
         for i, column in enumerate(numeric):
             ax = fig.add_subplot(rows, cols, i + 1)
             for label, group in frame.groupby(data.target)[column]:
-                ax.hist(group.dropna(), bins=profile.bins, alpha=0.5, label=str(label))
+                ax.hist(group.dropna(), bins=params.bins, alpha=0.5, label=str(label))
             ax.set_title(column, fontsize=8)
             ax.tick_params(labelsize=6)
         fig.legend(*ax.get_legend_handles_labels(), loc="outside upper right")
-        render.save(fig, out / "distributions.png")
+        figures.save(fig, out / "distributions.png")
     if len(numeric) > 1:
-        fig, ax = render.figure(8, 7)
+        fig, ax = figures.figure(8, 7)
         corr = frame[numeric].corr().to_numpy()
         image = ax.imshow(np.nan_to_num(corr), cmap="coolwarm", vmin=-1, vmax=1)
         ax.set_xticks(range(len(numeric)), numeric, rotation=90, fontsize=6)
         ax.set_yticks(range(len(numeric)), numeric, fontsize=6)
         fig.colorbar(image)
-        render.save(fig, out / "correlations.png")
+        figures.save(fig, out / "correlations.png")
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="profile", description=__doc__)
-    parser.add_argument("raw", type=Path)
-    parser.add_argument("out", type=Path)
-    args = parser.parse_args(argv)
-    p = params.load()
-    frame = read_table(args.raw, p.data)
+    args = cli.paths(argv, __doc__, "raw", "out")
+    params = load()
+    frame = read_table(args.raw, params.data)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "profile.md").write_text(markdown(frame, p.data, p.profile))
-    plot(frame, p.data, p.profile, args.out)
+    (args.out / "profile.md").write_text(markdown(frame, params.data, params.profile))
+    plot(frame, params.data, params.profile, args.out)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,6 @@
 """Reference stage: what the training data looked like, for `make drift` and the online gauges."""
 
-import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 import joblib
@@ -10,22 +8,22 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from .. import cli, params
-from ..data import feature_columns, model_input, read_table
-from ..params import Data, Reference
+from .. import cli
+from ..data import feature_columns, model_input, read_table, write_table
+from ..params import DataParams, ReferenceParams, load
 
 
 def sample(
-    frame: pd.DataFrame, model: Pipeline, data: Data, r: Reference, seed: int
+    frame: pd.DataFrame, model: Pipeline, data: DataParams, params: ReferenceParams, seed: int
 ) -> pd.DataFrame:
     """A seeded sample of the training rows, with the model's prediction for each."""
-    rows = frame.sample(n=min(r.rows, len(frame)), random_state=seed).reset_index(drop=True)
+    rows = frame.sample(n=min(params.rows, len(frame)), random_state=seed).reset_index(drop=True)
     numeric, categorical = feature_columns(list(rows.columns), data)
     x = model_input(rows, numeric, categorical)
     return x.assign(prediction=model.predict(x).astype(str))
 
 
-def statistics(rows: pd.DataFrame, numeric: list[str], r: Reference) -> dict[str, Any]:
+def statistics(rows: pd.DataFrame, numeric: list[str], params: ReferenceParams) -> dict[str, Any]:
     """Per feature (and for the prediction), the bins and their shares the online gauges compare to.
 
     Numbers: inner edges of quantile bins (a missing value is a bin of its own, the last);
@@ -36,7 +34,7 @@ def statistics(rows: pd.DataFrame, numeric: list[str], r: Reference) -> dict[str
         values = rows[column]
         if column in numeric:
             known = values.dropna()
-            edges = np.unique(np.quantile(known, np.linspace(0, 1, r.bins + 1)[1:-1]))
+            edges = np.unique(np.quantile(known, np.linspace(0, 1, params.bins + 1)[1:-1]))
             counts = np.bincount(
                 np.searchsorted(edges, known, side="right"), minlength=len(edges) + 1
             )
@@ -49,18 +47,13 @@ def statistics(rows: pd.DataFrame, numeric: list[str], r: Reference) -> dict[str
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="reference", description=__doc__)
-    parser.add_argument("train", type=Path)
-    parser.add_argument("model", type=Path)
-    parser.add_argument("out", type=Path, help="folder for sample.parquet and stats.json")
-    args = parser.parse_args(argv)
-    p = params.load()
+    args = cli.paths(argv, __doc__, "train", "model", "out")
+    params = load()
     frame = read_table(args.train)
-    rows = sample(frame, joblib.load(args.model), p.data, p.reference, p.train.seed)
-    numeric, _ = feature_columns(list(frame.columns), p.data)
-    args.out.mkdir(parents=True, exist_ok=True)
-    rows.to_parquet(args.out / "sample.parquet", index=False)
-    stats = statistics(rows, numeric, p.reference)
+    rows = sample(frame, joblib.load(args.model), params.data, params.reference, params.train.seed)
+    numeric, _ = feature_columns(list(frame.columns), params.data)
+    write_table(rows, args.out / "sample.parquet")
+    stats = statistics(rows, numeric, params.reference)
     (args.out / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
 
 

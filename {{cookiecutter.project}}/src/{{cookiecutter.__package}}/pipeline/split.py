@@ -1,20 +1,19 @@
 """Split stage: a seeded train/test split, stratified by the target when asked."""
 
-import argparse
-from pathlib import Path
-
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from .. import cli, params
+from .. import cli
 from ..data import read_table, write_table
-from ..params import Split
+from ..params import SplitParams, load
 
 
-def split(frame: pd.DataFrame, target: str, p: Split) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split(
+    frame: pd.DataFrame, target: str, params: SplitParams
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, test); every class needs two rows to be stratified."""
     counts = frame[target].value_counts()
-    if p.stratify and counts.min() < 2:
+    if params.stratify and counts.min() < 2:
         rare = ", ".join(map(str, counts[counts < 2].index))
         raise cli.UserError(
             f"class {rare} has fewer than 2 rows: add data or set split.stratify: false"
@@ -22,9 +21,9 @@ def split(frame: pd.DataFrame, target: str, p: Split) -> tuple[pd.DataFrame, pd.
     try:
         train, test = train_test_split(
             frame,
-            test_size=p.test_size,
-            random_state=p.seed,
-            stratify=frame[target] if p.stratify else None,
+            test_size=params.test_size,
+            random_state=params.seed,
+            stratify=frame[target] if params.stratify else None,
         )
     except ValueError as error:
         raise cli.UserError(f"cannot split {len(frame)} rows: {error}") from None
@@ -32,12 +31,9 @@ def split(frame: pd.DataFrame, target: str, p: Split) -> tuple[pd.DataFrame, pd.
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="split", description=__doc__)
-    parser.add_argument("validated", type=Path)
-    parser.add_argument("out", type=Path, help="folder for train.parquet and test.parquet")
-    args = parser.parse_args(argv)
-    p = params.load()
-    train, test = split(read_table(args.validated), p.data.target, p.split)
+    args = cli.paths(argv, __doc__, "validated", "out")
+    params = load()
+    train, test = split(read_table(args.validated), params.data.target, params.split)
     write_table(train, args.out / "train.parquet")
     write_table(test, args.out / "test.parquet")
 

@@ -1,7 +1,5 @@
 """Train stage: a scikit-learn Pipeline tuned by cross-validated search, and a baseline to beat."""
 
-import argparse
-import hashlib
 import importlib
 import json
 from dataclasses import dataclass
@@ -22,9 +20,11 @@ from sklearn.model_selection import GridSearchCV, RandomizedSearchCV, Stratified
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from .. import cli, params, tracking
+from .. import cli, tracking
 from ..data import feature_columns, model_input, read_table
-from ..params import Data, Search, Train
+from ..lineage import md5
+from ..metrics import Candidate, CrossValidation
+from ..params import DataParams, Params, SearchParams, TrainParams, flatten, load
 
 DISTRIBUTIONS = {
     "log_uniform": lambda low, high: stats.loguniform(low, high),
@@ -37,7 +37,7 @@ DISTRIBUTIONS = {
 class Fitted:
     model: Pipeline
     baseline: Pipeline
-    cv: dict[str, Any]
+    cv: CrossValidation
 
 
 def estimator(dotted: str, seed: int, **arguments: Any) -> BaseEstimator:
@@ -70,7 +70,7 @@ def pipeline(model: BaseEstimator, numeric: list[str], categorical: list[str]) -
     return Pipeline([("features", ColumnTransformer(transformers)), ("model", model)])
 
 
-def space(search: Search) -> dict[str, Any]:
+def space(search: SearchParams) -> dict[str, Any]:
     """The space of the pipeline's `model` step: lists, or distributions for random search."""
     grid: dict[str, Any] = {}
     for name, values in search.space.items():
@@ -92,65 +92,65 @@ def space(search: Search) -> dict[str, Any]:
     return grid
 
 
-def fit(frame: pd.DataFrame, data: Data, p: Train) -> Fitted:
+def fit(frame: pd.DataFrame, data: DataParams, params: TrainParams) -> Fitted:
     """Search the space with stratified k-fold CV; refit the best on all training rows."""
     numeric, categorical = feature_columns(list(frame.columns), data)
     x, y = model_input(frame, numeric, categorical), frame[data.target].astype(str)
-    model = pipeline(estimator(p.estimator, p.seed, **p.fixed), numeric, categorical)
-    folds = StratifiedKFold(n_splits=p.search.cv_folds, shuffle=True, random_state=p.seed)
+    model = pipeline(estimator(params.estimator, params.seed, **params.fixed), numeric, categorical)
+    folds = StratifiedKFold(n_splits=params.search.cv_folds, shuffle=True, random_state=params.seed)
     common = {
-        "scoring": p.search.scoring,
+        "scoring": params.search.scoring,
         "cv": folds,
-        "n_jobs": p.search.n_jobs,
+        "n_jobs": params.search.n_jobs,
         "error_score": "raise",
     }
-    if p.search.kind == "grid":
-        search = GridSearchCV(model, space(p.search), **common)
+    if params.search.kind == "grid":
+        search = GridSearchCV(model, space(params.search), **common)
     else:
         search = RandomizedSearchCV(
-            model, space(p.search), n_iter=p.search.n_iter, random_state=p.seed, **common
+            model,
+            space(params.search),
+            n_iter=params.search.n_iter,
+            random_state=params.seed,
+            **common,
         )
     try:
         search.fit(x, y)
     except ValueError as error:
         raise cli.UserError(f"training failed: {str(error).splitlines()[0]}") from None
-    baseline = pipeline(estimator(p.baseline, p.seed), numeric, categorical).fit(x, y)
+    baseline = pipeline(estimator(params.baseline, params.seed), numeric, categorical).fit(x, y)
     best = search.best_index_
     results = search.cv_results_
-    cv = {
-        "score": float(search.best_score_),
-        "std": float(results["std_test_score"][best]),
-        "scoring": p.search.scoring,
-        "best_params": {k.removeprefix("model__"): v for k, v in search.best_params_.items()},
-        "candidates": [
-            {
-                "params": {k.removeprefix("model__"): v for k, v in candidate.items()},
-                "mean": float(results["mean_test_score"][i]),
-                "std": float(results["std_test_score"][i]),
-            }
+    cv = CrossValidation(
+        score=float(search.best_score_),
+        std=float(results["std_test_score"][best]),
+        scoring=params.search.scoring,
+        best_params={k.removeprefix("model__"): v for k, v in search.best_params_.items()},
+        candidates=[
+            Candidate(
+                params={k.removeprefix("model__"): v for k, v in candidate.items()},
+                mean=float(results["mean_test_score"][i]),
+                std=float(results["std_test_score"][i]),
+            )
             for i, candidate in enumerate(results["params"])
         ],
-    }
+    )
     return Fitted(search.best_estimator_, baseline, cv)
 
 
-def md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
-
-
-def log(fitted: Fitted, p: params.Params, x: pd.DataFrame, model_path: Path) -> None:
+def log(fitted: Fitted, params: Params, x: pd.DataFrame, model_path: Path) -> None:
     """Params, one nested run per search candidate, the CV score and the model, in MLflow."""
     model_md5 = md5(model_path)
     with mlflow.start_run(run_name="train"):
         mlflow.set_tags({"stage": "train", "model_md5": model_md5})
         mlflow.log_params(
-            tracking.flatten({"data": p.data.model_dump(), "train": p.train.model_dump()})
+            flatten({"data": params.data.model_dump(), "train": params.train.model_dump()})
         )
-        for i, candidate in enumerate(fitted.cv["candidates"]):
+        for i, candidate in enumerate(fitted.cv.candidates):
             with mlflow.start_run(run_name=f"candidate-{i}", nested=True):
-                mlflow.log_params(candidate["params"])
-                mlflow.log_metrics({"cv_score": candidate["mean"], "cv_std": candidate["std"]})
-        mlflow.log_metrics({"cv_score": fitted.cv["score"], "cv_std": fitted.cv["std"]})
+                mlflow.log_params(candidate.params)
+                mlflow.log_metrics({"cv_score": candidate.mean, "cv_std": candidate.std})
+        mlflow.log_metrics({"cv_score": fitted.cv.score, "cv_std": fitted.cv.std})
         example = x.head(5)
         mlflow.sklearn.log_model(
             fitted.model,
@@ -170,22 +170,19 @@ def log(fitted: Fitted, p: params.Params, x: pd.DataFrame, model_path: Path) -> 
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="train", description=__doc__)
-    parser.add_argument("train", type=Path, help="training table")
-    parser.add_argument("models", type=Path, help="folder for model.joblib and baseline.joblib")
-    parser.add_argument("report", type=Path, help="cross-validation summary (JSON)")
-    args = parser.parse_args(argv)
-    p = params.load()
+    args = cli.paths(argv, __doc__, "train", "models", "report")
+    params = load()
     tracking.start()  # an unusable tracking store fails before the training time is spent
     frame = read_table(args.train)
-    fitted = fit(frame, p.data, p.train)
+    fitted = fit(frame, params.data, params.train)
     args.models.mkdir(parents=True, exist_ok=True)
     joblib.dump(fitted.model, args.models / "model.joblib")
     joblib.dump(fitted.baseline, args.models / "baseline.joblib")
     args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(json.dumps(fitted.cv, indent=2, default=str) + "\n")
-    numeric, categorical = feature_columns(list(frame.columns), p.data)
-    log(fitted, p, model_input(frame, numeric, categorical), args.models / "model.joblib")
+    # default=str: a random search draws numpy numbers, which JSON does not know.
+    args.report.write_text(json.dumps(fitted.cv.model_dump(), indent=2, default=str) + "\n")
+    numeric, categorical = feature_columns(list(frame.columns), params.data)
+    log(fitted, params, model_input(frame, numeric, categorical), args.models / "model.joblib")
 
 
 if __name__ == "__main__":

@@ -8,9 +8,10 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
-from .. import cli, params
+from .. import cli
 from ..data import feature_columns, read_table, write_table
-from ..params import Data
+from ..metrics import DataSummary
+from ..params import DataParams, load
 
 MAX_PROBLEMS = 5
 
@@ -21,7 +22,7 @@ def _round(value: float, toward: float) -> float:
     return min(rounded, toward) if value <= toward else max(rounded, toward)
 
 
-def infer(frame: pd.DataFrame, data: Data, margin: float) -> pa.DataFrameSchema:
+def infer(frame: pd.DataFrame, data: DataParams, margin: float) -> pa.DataFrameSchema:
     """A strict schema from the data: dtypes, nullability, widened ranges, categories, label set."""
     _, categorical = feature_columns(list(frame.columns), data)
     columns: dict[str, pa.Column] = {}
@@ -78,7 +79,7 @@ def describe(failures: pd.DataFrame) -> str:
     return f"{shown}{more}"
 
 
-def check_roles(schema: pa.DataFrameSchema, data: Data) -> None:
+def check_roles(schema: pa.DataFrameSchema, data: DataParams) -> None:
     """The schema and params.yaml must agree on which columns are categorical."""
     for name, column in schema.columns.items():
         if name in data.drop or name == data.target:
@@ -92,7 +93,7 @@ def check_roles(schema: pa.DataFrameSchema, data: Data) -> None:
             )
 
 
-def check_learnable(frame: pd.DataFrame, data: Data) -> None:
+def check_learnable(frame: pd.DataFrame, data: DataParams) -> None:
     """Rows, two classes or more, and no feature that simply restates the target."""
     if frame.empty:
         raise cli.UserError("the table has no rows")
@@ -114,7 +115,7 @@ def check_learnable(frame: pd.DataFrame, data: Data) -> None:
             )
 
 
-def check(frame: pd.DataFrame, schema: pa.DataFrameSchema, data: Data) -> pd.DataFrame:
+def check(frame: pd.DataFrame, schema: pa.DataFrameSchema, data: DataParams) -> pd.DataFrame:
     """The validated, coerced table; a violation is a UserError naming column and rule."""
     check_roles(schema, data)
     try:
@@ -125,16 +126,16 @@ def check(frame: pd.DataFrame, schema: pa.DataFrameSchema, data: Data) -> pd.Dat
     return validated
 
 
-def summary(frame: pd.DataFrame, schema: pa.DataFrameSchema, data: Data) -> dict[str, object]:
+def summary(frame: pd.DataFrame, schema: pa.DataFrameSchema, data: DataParams) -> DataSummary:
     """What the PR report shows of the validated data."""
     missing = frame.isna().sum()
-    return {
-        "rows": len(frame),
-        "columns": frame.shape[1],
-        "checks": sum(len(c.checks) + 2 for c in schema.columns.values()),
-        "missing": {name: int(n) for name, n in missing.items() if n},
-        "classes": {str(k): int(v) for k, v in frame[data.target].value_counts().items()},
-    }
+    return DataSummary(
+        rows=len(frame),
+        columns=frame.shape[1],
+        checks=sum(len(c.checks) + 2 for c in schema.columns.values()),
+        missing={str(name): int(n) for name, n in missing.items() if n},
+        classes={str(k): int(v) for k, v in frame[data.target].value_counts().items()},
+    )
 
 
 def load_schema(path: Path) -> pa.DataFrameSchema:
@@ -156,17 +157,18 @@ def main(argv: list[str]) -> None:
     check_cmd.add_argument("report", type=Path)
     args = parser.parse_args(argv)
 
-    p = params.load()
-    frame = read_table(args.raw, p.data)
+    params = load()
+    frame = read_table(args.raw, params.data)
     if args.command == "infer":
-        args.schema.write_text(infer(frame, p.data, p.validate_.range_margin).to_yaml())
+        args.schema.write_text(infer(frame, params.data, params.validate_.range_margin).to_yaml())
         print(f"wrote {args.schema}: review it, then commit it")
         return
     schema = load_schema(args.schema)
-    validated = check(frame, schema, p.data)
+    validated = check(frame, schema, params.data)
     write_table(validated, args.validated)
     args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(json.dumps(summary(validated, schema, p.data), indent=2) + "\n")
+    report = summary(validated, schema, params.data).model_dump()
+    args.report.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

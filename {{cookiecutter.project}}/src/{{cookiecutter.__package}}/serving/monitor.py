@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..contract import Feature
-from .predict import text
+from ..data import text
 
 EPSILON = 1e-4  # keeps an empty bin from making the index infinite
 

@@ -9,16 +9,12 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from .. import cli, contract, params
+from .. import cli, contract
 from ..contract import Feature
-from ..data import READERS, model_input, read_table
+from ..data import model_input, read_table, text, write_table
+from ..params import load
 
 Columns = Mapping[str, Sequence[Any] | np.ndarray]
-
-
-def text(values: Sequence[Any] | np.ndarray) -> np.ndarray:
-    """Categories as strings, "" for missing: the form the model was trained on."""
-    return np.array(["" if v is None or v != v else str(v) for v in values], dtype=object)
 
 
 class Predictor:
@@ -82,18 +78,6 @@ def predict_frame(predictor: Predictor, frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_table(frame: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".csv":
-        frame.to_csv(path, index=False)
-    elif path.suffix == ".parquet":
-        frame.to_parquet(path, index=False)
-    elif path.suffix == ".jsonl":
-        frame.to_json(path, orient="records", lines=True)
-    else:
-        raise cli.UserError(f"{path}: unsupported format; use one of {', '.join(READERS)}")
-
-
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="predict", description=__doc__)
     parser.add_argument("input", type=Path, help="CSV, Parquet or JSON lines")
@@ -102,10 +86,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--onnx", type=Path, default=Path("models/onnx/model.onnx"))
     parser.add_argument("--schema", type=Path, default=Path("data/schema.yaml"))
     args = parser.parse_args(argv)
-    p = params.load()
-    features = contract.from_schema(args.schema.read_text(), p.data)
-    frame = read_table(args.input, p.data)
-    contract.check_frame(frame, features, p.serve.accept_unseen_categories)
+    params = load()
+    features = contract.from_schema(args.schema.read_text(), params.data)
+    frame = read_table(args.input, params.data)
+    contract.check_frame(frame, features, params.serve.accept_unseen_categories)
     predictor = Predictor(features, args.model, args.onnx)
     write_table(predict_frame(predictor, frame), args.output)
     print(f"wrote {len(frame)} predictions to {args.output} ({predictor.backend})")

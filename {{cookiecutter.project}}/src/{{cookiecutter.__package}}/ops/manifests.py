@@ -1,4 +1,5 @@
-"""Kubernetes manifests: write a release's image into an overlay; render and check every overlay."""
+"""`make manifests`: render every overlay and check it offline, with kubernetes-validate, checkov
+and the few rules no tool has; the Argo CD objects sync overlays that render."""
 
 import argparse
 import fnmatch
@@ -6,18 +7,18 @@ import json
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import yaml
 
-from .. import cli, params
-from ..params import Params
+from .. import cli
+from . import slo
+from .overlays import OVERLAYS
 
-OVERLAYS = Path("deploy/overlays")
 ARGOCD = Path("argocd")
-SLO = Path("deploy/base/slo.yaml")
 
 # The oldest Kubernetes minor the manifests must run on: its schemas refuse a field that a cluster
 # of that version would refuse.
@@ -25,11 +26,6 @@ KUBERNETES_VERSION = "1.33"
 # kubernetes-validate knows the core kinds only; the template's tests validate these custom
 # resources against the CRDs of Prometheus Operator and Argo CD.
 CRD_GROUPS = {"monitoring.coreos.com", "argoproj.io"}
-
-COMPONENT = r"[a-z0-9]+(?:[._-]+[a-z0-9]+)*"
-DIGEST = r"sha256:[0-9a-f]{64}"
-IMAGE_BY_DIGEST = re.compile(rf"{COMPONENT}(?::[0-9]+)?(?:/{COMPONENT})*@{DIGEST}")
-IMAGE_LINE = re.compile(r"^(?P<key>[ \t]*(?:-[ \t]+)?image:[ \t]*)(?P<value>[^\s#]+)", re.MULTILINE)
 
 # Pod Security Standards, restricted profile: the volume types it allows.
 RESTRICTED_VOLUMES = {
@@ -42,66 +38,10 @@ RESTRICTED_VOLUMES = {
     "projected",
     "secret",
 }
-PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
 NAMESPACE_MATCHER = re.compile(r'namespace="([^"]*)"')
 THRESHOLD = re.compile(r" > (\S+)\s*$")
 
-SLO_HEADER = """\
-# Written by `make manifests` from params.yaml (serve.slo, drift): edit params.yaml instead.
-# kustomize copies these values into the alert rules and leaves this object out of what it renders.
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: slo
-  annotations:
-    config.kubernetes.io/local-config: "true"
-data:
-"""
-
 Object = dict[str, Any]
-
-
-def set_image(overlays: Path, env: str, image: str) -> list[Path]:
-    """Write image into the image lines of one overlay, and nothing else; the files it changed."""
-    if not IMAGE_BY_DIGEST.fullmatch(image):
-        raise cli.UserError(f"{image}: not an image by digest, <repository>@sha256:<64 hex digits>")
-    known = sorted(path.parent.name for path in overlays.glob("*/kustomization.yaml"))
-    if env not in known:
-        raise cli.UserError(f"{env}: no such overlay in {overlays}; one of {', '.join(known)}")
-    changed, found = [], 0
-    for path in sorted((overlays / env).glob("*.yaml")):
-        # Bytes in and out: line endings and everything around the image stay as they were.
-        text = path.read_bytes().decode()
-        new, count = IMAGE_LINE.subn(lambda line: line["key"] + image, text)
-        found += count
-        if new != text:
-            path.write_bytes(new.encode())
-            changed.append(path)
-    if not found:
-        raise cli.UserError(f"{overlays / env}: no image line to change")
-    return changed
-
-
-def image_of(overlays: Path, env: str) -> str:
-    """The image an overlay deploys (what promotion copies to the next environment)."""
-    images = {
-        match["value"]
-        for path in sorted((overlays / env).glob("*.yaml"))
-        for match in IMAGE_LINE.finditer(path.read_text())
-    }
-    if len(images) != 1:
-        raise cli.UserError(f"{overlays / env}: expected one image, found {len(images)}")
-    return images.pop()
-
-
-def slo_manifest(p: Params) -> str:
-    """slo.yaml as params.yaml implies it; Prometheus measures durations in seconds."""
-    values = {
-        "error_rate": p.serve.slo.error_rate,
-        "p99_seconds": p.serve.slo.p99_ms / 1000,
-        "psi_alert": p.drift.psi_alert,
-    }
-    return SLO_HEADER + "".join(f'  {key}: "{value:g}"\n' for key, value in values.items())
 
 
 def render(path: Path, root: Path) -> list[Object]:
@@ -131,12 +71,11 @@ def schema_problems(obj: Object) -> list[str]:
 
 
 def pod_problems(pod: Object) -> list[str]:
-    """What the restricted Pod Security Standard, and a service that runs well, require of a pod."""
+    """The rules of a pod that checkov has no check for (it covers privileges, capabilities,
+    seccomp, root, host namespaces, resources, liveness and readiness probes, digests)."""
     problems = []
-    if pod.get("automountServiceAccountToken") is not False:
-        problems.append("automountServiceAccountToken is not false")
-    problems += [f"{key} is set" for key in ("hostNetwork", "hostPID", "hostIPC") if pod.get(key)]
     for volume in pod.get("volumes", []):
+        # The restricted Pod Security Standard allows these volume types only.
         problems += [
             f"volume {volume['name']} is a {kind}"
             for kind in set(volume) - {"name"} - RESTRICTED_VOLUMES
@@ -145,42 +84,15 @@ def pod_problems(pod: Object) -> list[str]:
     for container in [*pod.get("initContainers", []), *pod["containers"]]:
         name = f"container {container['name']}"
         context = container.get("securityContext", {})
-
-        def setting(key: str, context: Object = context) -> Any:
-            return context.get(key, pod_context.get(key))  # a container's value wins
-
-        if setting("runAsNonRoot") is not True:
-            problems.append(f"{name}: runAsNonRoot is not true")
         for key in ("runAsUser", "runAsGroup"):
-            value = setting(key)
+            # runAsNonRoot with UID 0 passes every check and then fails at start; checkov checks
+            # runAsNonRoot alone (and UIDs above 10000, which BentoML's 1034 is not).
+            value = context.get(key, pod_context.get(key))
             if not isinstance(value, int) or value <= 0:
                 problems.append(f"{name}: {key} is not a numeric non-root ID")
-        if (setting("seccompProfile") or {}).get("type") not in ("RuntimeDefault", "Localhost"):
-            problems.append(f"{name}: seccompProfile is not RuntimeDefault")
-        if context.get("allowPrivilegeEscalation") is not False:
-            problems.append(f"{name}: allowPrivilegeEscalation is not false")
-        if context.get("privileged"):
-            problems.append(f"{name}: privileged")
-        if context.get("readOnlyRootFilesystem") is not True:
-            problems.append(f"{name}: readOnlyRootFilesystem is not true")
-        capabilities = context.get("capabilities", {})
-        if "ALL" not in capabilities.get("drop", []):
-            problems.append(f"{name}: capabilities do not drop ALL")
-        problems += [
-            f"{name}: adds capability {added}"
-            for added in set(capabilities.get("add", [])) - {"NET_BIND_SERVICE"}
-        ]
-        resources = container.get("resources", {})
-        problems += [
-            f"{name}: no {resource} {kind}"
-            for kind in ("requests", "limits")
-            for resource in ("cpu", "memory")
-            if resource not in resources.get(kind, {})
-        ]
-        if container in pod["containers"]:
-            problems += [f"{name}: no {probe}" for probe in PROBES if probe not in container]
-        if not IMAGE_BY_DIGEST.fullmatch(container.get("image", "")):
-            problems.append(f"{name}: image {container.get('image')} is not pinned by digest")
+        if container in pod["containers"] and "startupProbe" not in container:
+            # A model loads for seconds: without a startup probe, liveness kills a slow start.
+            problems.append(f"{name}: no startupProbe")
     return problems
 
 
@@ -279,16 +191,33 @@ def application_problems(
     return problems
 
 
-def manifests(root: Path) -> list[str]:
-    """Check every overlay and the Argo CD objects of the project at root; what passed."""
-    expected = slo_manifest(params.load(root / "params.yaml"))
-    slo = root / SLO
-    if not slo.is_file() or slo.read_text() != expected:
-        # Rewritten and failed, as a formatter does: CI catches a stale file, a laptop fixes it.
-        slo.write_text(expected)
-        raise cli.UserError(
-            f"{SLO} did not match params.yaml and is rewritten: review and commit it"
+CHECKOV = ["--framework", "kubernetes", "--skip-download", "--quiet", "--output", "json"]
+
+
+def checkov_problems(overlays: dict[str, list[Object]], checkov: str) -> list[str]:
+    """Every failed checkov check of the rendered overlays; a skip needs its reason on the object
+    (a `checkov.io/skip` annotation), so each one is a reviewed decision."""
+    with tempfile.TemporaryDirectory() as folder:
+        for name, objects in overlays.items():
+            (Path(folder) / f"{Path(name).name}.yaml").write_text(yaml.safe_dump_all(objects))
+        result = subprocess.run(
+            [checkov, "--directory", folder, *CHECKOV], capture_output=True, text=True
         )
+    try:
+        report = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        raise cli.UserError(f"checkov failed: {result.stderr.strip()[-300:]}") from None
+    failed = report.get("results", {}).get("failed_checks", []) if isinstance(report, dict) else []
+    return [
+        f"{OVERLAYS / Path(check['file_path']).stem}: {check['resource']}: "
+        f"{check['check_id']} {check['check_name']}"
+        for check in failed
+    ]
+
+
+def manifests(root: Path, checkov: str | None = None) -> list[str]:
+    """Check every overlay and the Argo CD objects of the project at root; what passed."""
+    slo.sync(root)
     overlays = {
         path.parent.relative_to(root).as_posix(): render(path.parent.relative_to(root), root)
         for path in sorted((root / OVERLAYS).glob("*/kustomization.yaml"))
@@ -308,6 +237,8 @@ def manifests(root: Path) -> list[str]:
         if obj["kind"] == "Application":
             found += application_problems(obj, projects, overlays)
         problems += [f"{ARGOCD}: {obj['kind']}/{obj['metadata']['name']}: {p}" for p in found]
+    if checkov:
+        problems += checkov_problems(overlays, checkov)
     if problems:
         raise cli.UserError("; ".join(problems))
     return [
@@ -317,27 +248,10 @@ def manifests(root: Path) -> list[str]:
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="deploy", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    set_image_parser = commands.add_parser("set-image", help="write IMAGE into deploy/overlays/ENV")
-    set_image_parser.add_argument("env", metavar="ENV")
-    set_image_parser.add_argument("image", metavar="IMAGE", help="<repository>@sha256:<digest>")
-    promote_parser = commands.add_parser("promote", help="copy the image of one overlay to another")
-    promote_parser.add_argument("source", metavar="FROM")
-    promote_parser.add_argument("target", metavar="TO")
-    image_parser = commands.add_parser("image", help="print the image deploy/overlays/ENV deploys")
-    image_parser.add_argument("env", metavar="ENV")
-    commands.add_parser("manifests", help="render every overlay and check it offline")
+    parser = argparse.ArgumentParser(prog="manifests", description=__doc__)
+    parser.add_argument("--checkov", help="the checkov executable (its own environment)")
     args = parser.parse_args(argv)
-    if args.command == "image":
-        print(image_of(OVERLAYS, args.env))
-    elif args.command in ("set-image", "promote"):
-        env = args.env if args.command == "set-image" else args.target
-        image = args.image if args.command == "set-image" else image_of(OVERLAYS, args.source)
-        changed = set_image(OVERLAYS, env, image)
-        print(f"{OVERLAYS / env}: {image}{'' if changed else ' (already)'}")
-    else:
-        print("\n".join(manifests(Path())))
+    print("\n".join(manifests(Path(), args.checkov)))
 
 
 if __name__ == "__main__":

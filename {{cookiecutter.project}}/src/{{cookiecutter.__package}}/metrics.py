@@ -1,0 +1,95 @@
+"""The pipeline's results as typed records: what train, evaluate and gate write as JSON, and what
+the gate, the PR report and the registry read back."""
+
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .cli import UserError
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def read(cls, path: Path) -> Self:
+        """The record a stage wrote; a missing or foreign file is one line naming the stage."""
+        try:
+            return cls.model_validate_json(path.read_text())
+        except FileNotFoundError:
+            raise UserError(f"{path} not found: run `make train`") from None
+        except ValidationError as error:
+            first = error.errors()[0]
+            key = ".".join(str(part) for part in first["loc"]) or "(top)"
+            raise UserError(f"{path}: {key}: {first['msg']}; run `make train`") from None
+
+
+class Scores(Record):
+    """One model's scores on the test set, which the gate's thresholds name. A score added to
+    evaluate.scores() beyond these is kept too, so older and newer metrics files still compare."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    accuracy: float
+    precision: float
+    recall: float
+    f1: float
+    roc_auc: float
+    log_loss: float
+
+    def scores(self) -> dict[str, float]:
+        """Every score by name: the six above, then any added ones."""
+        extra = {k: v for k, v in (self.model_extra or {}).items() if isinstance(v, int | float)}
+        return {name: getattr(self, name) for name in Scores.model_fields} | extra
+
+
+class ClassScores(Record):
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+class SliceScores(Record):
+    rows: int
+    accuracy: float
+    f1: float
+
+
+# The scores a slice has, which the gate's slice floor may name.
+SLICE_SCORES = tuple(name for name in SliceScores.model_fields if name != "rows")
+
+
+class Metrics(Scores):
+    """reports/metrics.json: the model's scores, the baseline's, per class and per slice."""
+
+    baseline: Scores
+    per_class: dict[str, ClassScores]
+    slices: dict[str, SliceScores]
+
+
+class Candidate(Record):
+    params: dict[str, Any]
+    mean: float
+    std: float
+
+
+class DataSummary(Record):
+    """reports/validation.json: what the validate stage saw in the data it let through."""
+
+    rows: int
+    columns: int
+    checks: int
+    missing: dict[str, int]
+    classes: dict[str, int]
+
+
+class CrossValidation(Record):
+    """reports/train.json: the search's choice and the cross-validated score of every candidate."""
+
+    score: float
+    std: float
+    scoring: str
+    best_params: dict[str, Any]
+    candidates: list[Candidate]

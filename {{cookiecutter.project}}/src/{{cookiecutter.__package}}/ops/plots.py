@@ -1,0 +1,63 @@
+"""The PR report's PNGs: the champion and the challenger on the same axes."""
+
+import math
+from pathlib import Path
+
+from .. import figures
+from .revisions import CURVES, Side, union
+
+
+def plot_metrics(champion: Side, challenger: Side, path: Path) -> bool:
+    """Bars of each test-set metric, champion beside challenger."""
+    old, new = champion.scores(), challenger.scores()
+    names = union(new, old)
+    if not names:
+        return False
+    fig, ax = figures.figure(max(6.0, 1.1 * len(names)), 3.5)
+    for offset, side, values in ((-0.2, champion.label, old), (0.2, challenger.label, new)):
+        heights = [values.get(n, math.nan) for n in names]
+        bars = ax.bar([i + offset for i in range(len(names))], heights, width=0.4, label=side)
+        labels = ["" if math.isnan(h) else f"{h:.3f}" for h in heights]
+        ax.bar_label(bars, labels=labels, fontsize=7, padding=1)
+    ax.set_xticks(range(len(names)), names)
+    ax.set(title="test-set metrics: champion and challenger")
+    ax.margins(y=0.15)
+    ax.legend(loc="upper left", bbox_to_anchor=(1, 1))
+    figures.save(fig, path)
+    return True
+
+
+def plot_curve(name: str, champion: Side, challenger: Side, path: Path) -> bool:
+    """One curve of each side on the same axes."""
+    if not champion.curves[name] and not challenger.curves[name]:
+        return False
+    x, y = CURVES[name]
+    fig, ax = figures.figure(4.5, 4)
+    for side, style in ((champion, "--"), (challenger, "-")):
+        if side.curves[name]:
+            xs, ys = zip(*side.curves[name], strict=True)
+            auc = side.metrics.roc_auc if side.metrics and name == "roc" else None
+            label = side.label if auc is None else f"{side.label}, AUC {auc:.4f}"
+            ax.plot(xs, ys, linestyle=style, label=label)
+    if name == "roc":
+        ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
+    ax.set(xlabel=x, ylabel=y, title=name.replace("_", " "), xlim=(0, 1), ylim=(0, 1.02))
+    ax.legend(loc="lower right" if name == "roc" else "lower left")
+    figures.save(fig, path)
+    return True
+
+
+def plots(champion: Side, challenger: Side, out: Path) -> list[str]:
+    """The PNGs, with alt text: the comment may not render them, the tables hold every number."""
+    alt = {
+        "metrics": f"test-set metrics of `{champion.label}` and the workspace, side by side",
+        "roc": f"ROC curves of `{champion.label}` and the workspace",
+        "precision_recall": f"precision-recall curves of `{champion.label}` and the workspace",
+    }
+    drawn = {"metrics": plot_metrics(champion, challenger, out / "metrics.png")}
+    drawn |= {n: plot_curve(n, champion, challenger, out / f"{n}.png") for n in CURVES}
+    for name, done in drawn.items():
+        if not done:  # no stale picture from an earlier run
+            (out / f"{name}.png").unlink(missing_ok=True)
+    images = [f"![{alt[n]}]({n}.png)" for n, done in drawn.items() if done]
+    return ["### Plots\n", " ".join(images) + "\n"] if images else []
