@@ -39,7 +39,7 @@ test: $(UV) ## Every tier of the template tests
 test-fast: $(UV) ## The tiers that do not install a baked project
 	$(RUN) pytest -m "not slow"
 
-bench: $(UV) ## Pipeline stage times as ROWS grow, and serving against MLflow (needs wrk); into build/bench
+bench: $(UV) ## Cold and no-op make train, stage import times, stage times as ROWS grow, serving against MLflow (wrk)
 	rm -rf $(BENCH)
 	$(RUN) cookiecutter --no-input --output-dir $(BENCH) .
 	@# Its own BentoML store, so that the served model is the one this benchmark trained.

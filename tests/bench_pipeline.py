@@ -1,6 +1,8 @@
-"""Pipeline benchmark: `make train` on the example data, then every stage's time as the rows grow.
+"""Pipeline benchmark: `make train` on the example data, each stage's imports, and every stage's
+time as the rows grow.
 
-In a freshly set-up project: a cold `make train` and a no-op re-run on the shipped data; then, for
+In a freshly set-up project: a cold `make train` and a no-op re-run on the shipped data; the time
+each stage's module takes to import (`python -X importtime`, best of three); then, for
 each size, synthetic rows drawn from the example data (resampled with 2 % multiplicative noise, so
 rows stay distinct and labels stay learnable), a schema inferred for them, and each stage of
 dvc.yaml forced alone and timed. Growth is reported against the smallest size of the same run.
@@ -46,10 +48,47 @@ def timed(command: list[str], project: Path) -> float:
     return time.perf_counter() - start
 
 
+def import_seconds(module: str, project: Path) -> tuple[float, str]:
+    """Seconds to import a module in a fresh interpreter (best of 3), and its heaviest import."""
+    runs = []
+    for _ in range(3):
+        command = ["uv", "run", "--locked", "python", "-X", "importtime", "-c", f"import {module}"]
+        result = subprocess.run(command, cwd=project, env=ENV, capture_output=True, text=True)
+        if result.returncode != 0:
+            fail(f"import {module} failed:\n{result.stderr[-2000:]}")
+        # import time: self [us] | cumulative | imported package
+        rows = [line.split("|") for line in result.stderr.splitlines() if line.startswith("import")]
+        cumulative = {name.strip(): int(total) for _, total, name in rows[1:]}
+        runs.append(cumulative)
+    best = min(runs, key=lambda found: found[module])
+    package = module.split(".")[0]
+    heaviest = max(
+        (name for name in best if "." not in name and name != package), key=best.__getitem__
+    )
+    return best[module] / 1e6, f"{heaviest} {best[heaviest] / 1e6:.2f} s"
+
+
+def growth(seconds: dict[int, dict[str, float]], stages: list[str]) -> list[str]:
+    """The stage-by-size table, with each stage's growth from the smallest size to the largest."""
+    sizes = sorted(seconds)
+    first, last = sizes[0], sizes[-1]
+    lines = ["| stage | " + " | ".join(f"{n:,} rows" for n in sizes) + f" | {last:,} ÷ {first:,} |"]
+    lines.append("|---|" + "---:|" * (len(sizes) + 1))
+    for stage in [*stages, "total"]:
+        row = {
+            n: seconds[n][stage] if stage != "total" else sum(seconds[n].values()) for n in sizes
+        }
+        lines.append(
+            f"| {stage} | " + " | ".join(f"{row[n]:.1f} s" for n in sizes)
+            + f" | {row[last] / row[first]:.1f}× |"
+        )  # fmt: skip
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("project", type=Path)
-    parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--rows", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
     args = parser.parse_args()
     project: Path = args.project.resolve()
     if not (project / ".venv").is_dir():
@@ -64,7 +103,14 @@ def main() -> None:
     ]
     print(lines[0], file=sys.stderr)
 
-    stages = list(yaml.safe_load((project / "dvc.yaml").read_text())["stages"])
+    pipeline = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
+    stages = list(pipeline)
+    lines += ["| stage | import | heaviest import |", "|---|---:|---|"]
+    for stage in stages:
+        seconds_, heaviest = import_seconds(pipeline[stage]["cmd"].split()[2], project)
+        lines.append(f"| {stage} | {seconds_:.2f} s | {heaviest} |")
+        print(f"import {stage}: {seconds_:.2f} s ({heaviest})", file=sys.stderr)
+    lines.append("")
     example = project.parent / "example-raw.csv"
     example.write_bytes((project / "data/raw.csv").read_bytes())
     lock = (project / "dvc.lock").read_bytes()
@@ -88,20 +134,8 @@ def main() -> None:
         subprocess.run(["uv", "run", "--locked", "dvc", "checkout", "--force", "--quiet"],
                        cwd=project, env=ENV)  # fmt: skip
 
-    sizes = sorted(seconds)
-    first, last = sizes[0], sizes[-1]
-    lines.append(
-        "| stage | " + " | ".join(f"{n:,} rows" for n in sizes) + f" | {last:,} ÷ {first:,} |"
-    )
-    lines.append("|---|" + "---:|" * (len(sizes) + 1))
-    for stage in [*stages, "total"]:
-        row = {
-            n: seconds[n][stage] if stage != "total" else sum(seconds[n].values()) for n in sizes
-        }
-        lines.append(
-            f"| {stage} | " + " | ".join(f"{row[n]:.1f} s" for n in sizes)
-            + f" | {row[last] / row[first]:.1f}× |"
-        )  # fmt: skip
+    if seconds:  # ROWS= (none) measures the example data only
+        lines += growth(seconds, stages)
     report = "\n".join(lines)
     (project.parent / "pipeline.md").write_text(report + "\n")
     print(report)
