@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from .cli import UserError
+from .data import feature_columns
 from .params import DataParams
 
 # ONNX Runtime computes in 32-bit floats: a larger number would become infinity there and get a
@@ -27,19 +28,16 @@ class Feature:
 
 
 def from_schema(schema_yaml: str, data: DataParams) -> list[Feature]:
-    """The model's inputs as data/schema.yaml declares them, in the model's order: numbers, then
-    categories (as data.model_input builds them); the target and dropped columns aside."""
+    """The model's inputs as data/schema.yaml declares them, in the model's order (the columns
+    data.feature_columns selects: numbers, then categories)."""
     columns = yaml.safe_load(schema_yaml)["columns"]
+    numeric, categorical = feature_columns(list(columns), data)
     features = []
-    for name, spec in columns.items():
-        if name == data.target or name in data.drop:
-            continue
-        numeric = name not in data.categorical
-        allowed = () if numeric else tuple(spec.get("isin") or ())
-        features.append(
-            Feature(name, numeric, bool(spec.get("nullable")), tuple(map(str, allowed)))
-        )
-    return sorted(features, key=lambda f: not f.numeric)
+    for name in numeric + categorical:
+        spec = columns[name]
+        allowed = () if name in numeric else tuple(map(str, spec.get("isin") or ()))
+        features.append(Feature(name, name in numeric, bool(spec.get("nullable")), allowed))
+    return features
 
 
 def dump(features: list[Feature]) -> str:
