@@ -196,3 +196,8 @@ def test_the_readme_names_every_module_of_every_wing() -> None:
         if Path(module).name != "__init__.py":
             actual.setdefault(wing(module), set()).add(Path(module).name)
     assert shown == actual
+
+
+def test_a_module_missing_from_the_readme_is_seen() -> None:
+    readme = (ROOT / "README.md").read_text().replace(", `guards.py` (", " (")
+    assert "guards.py" not in readme_modules(readme)["serving"]
