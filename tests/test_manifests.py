@@ -251,7 +251,7 @@ def test_make_manifests_reports_what_checkov_finds(
     assert result.returncode == 1
     (line,) = result.stderr.splitlines()
     for _, _, check in CHECKOV_BREACHES:
-        resource = f"Deployment.{project.name}-staging.{project.name}"
+        resource = f"Deployment.{baked().name}-staging.{baked().name}"
         assert f"deploy/overlays/staging: {resource}: {check} " in line, check
 
 
