@@ -290,11 +290,3 @@ def test_applications_sync_both_overlays_automatically() -> None:
         assert policy["automated"] == {"prune": True, "selfHeal": True}
         assert "CreateNamespace=true" in policy["syncOptions"]
         assert policy["retry"]["limit"] > 0
-
-
-def test_image_runs_the_python_of_the_lock_as_bentoml_user() -> None:
-    dockerfile = (ROOT / "deploy/image/Dockerfile").read_text()
-    python = (ROOT / ".python-version").read_text().strip()
-    bases = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("FROM ")]
-    assert bases == [f"python:{python}-slim-bookworm"] * 2
-    assert "USER 1034:1034" in dockerfile
