@@ -33,8 +33,8 @@ def test_the_run_reproduces_the_rendered_pod(pod: Object) -> None:
     assert {"--read-only", "--read-only-tmpfs=false", "--cap-drop=ALL"} <= set(options)
     assert values(options, "--security-opt") == ["no-new-privileges"]
     assert values(options, "--tmpfs") == [
-        "/tmp:rw,mode=0777,size=268435456",
-        "/var/lib/bentoml:rw,mode=0777,size=67108864",
+        "/tmp:rw,size=268435456,notmpcopyup,U",
+        "/var/lib/bentoml:rw,size=67108864,notmpcopyup,U",
     ]
     assert values(options, "--env") == [
         "BENTOML_HOME=/var/lib/bentoml",
@@ -52,6 +52,7 @@ def test_docker_gets_only_the_options_it_knows(pod: Object) -> None:
     options, _ = image.run_args(pod, "docker", 8080)
     assert "--read-only" in options
     assert "--read-only-tmpfs=false" not in options
+    assert values(options, "--tmpfs")[0] == "/tmp:rw,size=268435456,uid=1034,gid=1034"
 
 
 def test_a_change_of_the_manifest_changes_the_run(pod: Object) -> None:

@@ -62,8 +62,8 @@ def run_args(pod: Object, engine: str, port: int) -> tuple[list[str], list[str]]
     # The container's security settings win over the pod's, as the kubelet applies them.
     context = pod.get("securityContext", {}) | container.get("securityContext", {})
     options: list[str] = []
+    group = context.get("runAsGroup")
     if "runAsUser" in context:
-        group = context.get("runAsGroup")
         options += ["--user", f"{context['runAsUser']}{'' if group is None else f':{group}'}"]
     for group in [context.get("fsGroup"), *context.get("supplementalGroups", [])]:
         options += ["--group-add", str(group)] if group is not None else []
@@ -75,14 +75,18 @@ def run_args(pod: Object, engine: str, port: int) -> tuple[list[str], list[str]]
     options += [f"--cap-add={cap}" for cap in capabilities.get("add", [])]
     if context.get("allowPrivilegeEscalation") is False:
         options += ["--security-opt", "no-new-privileges"]
+    # An emptyDir starts empty and writable by the pod's user. A tmpfs would take the mode (and,
+    # in podman, the files) of the image's directory beneath it, so it is given to the user.
+    owner = ["notmpcopyup", "U"] if engine == "podman" else []
+    if engine != "podman" and "runAsUser" in context:
+        owner = [f"uid={context['runAsUser']}", f"gid={context.get('fsGroup', group or 0)}"]
     volumes = {volume["name"]: volume for volume in pod.get("volumes", [])}
     for mount in container.get("volumeMounts", []):
         volume = volumes[mount["name"]]
         if "emptyDir" not in volume:
             raise cli.UserError(f"volume {mount['name']}: only emptyDir volumes run locally")
-        # An emptyDir starts empty and writable by every user, as this tmpfs does.
         size = volume["emptyDir"].get("sizeLimit")
-        settings = ["rw", "mode=0777", *([f"size={quantity(size):.0f}"] if size else [])]
+        settings = ["rw", *([f"size={quantity(size):.0f}"] if size else []), *owner]
         options += ["--tmpfs", f"{mount['mountPath']}:{','.join(settings)}"]
     if container.get("envFrom"):
         raise cli.UserError("envFrom does not run locally: list the variables under env")
