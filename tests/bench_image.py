@@ -87,7 +87,9 @@ def main() -> None:
         podman = Podman(Path(tmp))
         tags = {name: f"localhost/bench-image:{number}" for number, name in enumerate(DOCKERFILES)}
         for name, path in DOCKERFILES.items():
-            dockerfile = podman.local_dockerfile(project / path, Path(tmp) / f"Dockerfile.{tags[name][-1]}")
+            dockerfile = podman.local_dockerfile(
+                project / path, Path(tmp) / f"Dockerfile.{tags[name][-1]}"
+            )
             start = time.monotonic()
             podman("build", "--pull=never", "--network", "host", "--file", str(dockerfile),
                    "--tag", tags[name], str(project / "build/bento"))  # fmt: skip
