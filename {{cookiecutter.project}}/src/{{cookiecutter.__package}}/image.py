@@ -56,17 +56,37 @@ def pod_of(objects: list[Object]) -> tuple[str, Object]:
     return workloads[0]["metadata"]["name"], workloads[0]["spec"]["template"]["spec"]
 
 
+def tmpfs_options(pod: Object, context: Object, engine: str) -> list[str]:
+    """Each emptyDir of the first container as a tmpfs of the same size at the same path."""
+    # An emptyDir starts empty and writable by the pod's user. A tmpfs would take the mode (and,
+    # in podman, the files) of the image's directory beneath it, so it is given to the user.
+    owner = ["notmpcopyup", "U"] if engine == "podman" else []
+    if engine != "podman" and "runAsUser" in context:
+        group = context.get("fsGroup", context.get("runAsGroup", 0))
+        owner = [f"uid={context['runAsUser']}", f"gid={group}"]
+    volumes = {volume["name"]: volume for volume in pod.get("volumes", [])}
+    options = []
+    for mount in pod["containers"][0].get("volumeMounts", []):
+        volume = volumes[mount["name"]]
+        if "emptyDir" not in volume:
+            raise cli.UserError(f"volume {mount['name']}: only emptyDir volumes run locally")
+        size = volume["emptyDir"].get("sizeLimit")
+        settings = ["rw", *([f"size={quantity(size):.0f}"] if size else []), *owner]
+        options += ["--tmpfs", f"{mount['mountPath']}:{','.join(settings)}"]
+    return options
+
+
 def run_args(pod: Object, engine: str, port: int) -> tuple[list[str], list[str]]:
     """The engine's run options that reproduce the pod's first container, and its arguments."""
     container = pod["containers"][0]
     # The container's security settings win over the pod's, as the kubelet applies them.
     context = pod.get("securityContext", {}) | container.get("securityContext", {})
     options: list[str] = []
-    group = context.get("runAsGroup")
     if "runAsUser" in context:
-        options += ["--user", f"{context['runAsUser']}{'' if group is None else f':{group}'}"]
-    for group in [context.get("fsGroup"), *context.get("supplementalGroups", [])]:
-        options += ["--group-add", str(group)] if group is not None else []
+        group = f":{context['runAsGroup']}" if "runAsGroup" in context else ""
+        options += ["--user", f"{context['runAsUser']}{group}"]
+    for extra in [context.get("fsGroup"), *context.get("supplementalGroups", [])]:
+        options += ["--group-add", str(extra)] if extra is not None else []
     if context.get("readOnlyRootFilesystem"):
         # podman adds writable /tmp, /run and /var/tmp to a read-only container; a pod has none.
         options += ["--read-only", *(["--read-only-tmpfs=false"] if engine == "podman" else [])]
@@ -75,19 +95,7 @@ def run_args(pod: Object, engine: str, port: int) -> tuple[list[str], list[str]]
     options += [f"--cap-add={cap}" for cap in capabilities.get("add", [])]
     if context.get("allowPrivilegeEscalation") is False:
         options += ["--security-opt", "no-new-privileges"]
-    # An emptyDir starts empty and writable by the pod's user. A tmpfs would take the mode (and,
-    # in podman, the files) of the image's directory beneath it, so it is given to the user.
-    owner = ["notmpcopyup", "U"] if engine == "podman" else []
-    if engine != "podman" and "runAsUser" in context:
-        owner = [f"uid={context['runAsUser']}", f"gid={context.get('fsGroup', group or 0)}"]
-    volumes = {volume["name"]: volume for volume in pod.get("volumes", [])}
-    for mount in container.get("volumeMounts", []):
-        volume = volumes[mount["name"]]
-        if "emptyDir" not in volume:
-            raise cli.UserError(f"volume {mount['name']}: only emptyDir volumes run locally")
-        size = volume["emptyDir"].get("sizeLimit")
-        settings = ["rw", *([f"size={quantity(size):.0f}"] if size else []), *owner]
-        options += ["--tmpfs", f"{mount['mountPath']}:{','.join(settings)}"]
+    options += tmpfs_options(pod, context, engine)
     if container.get("envFrom"):
         raise cli.UserError("envFrom does not run locally: list the variables under env")
     for variable in container.get("env", []):
