@@ -36,5 +36,5 @@ def test_make_e2e_skips_with_one_line_without_docker(tmp_path: Path) -> None:
     )
     assert result.returncode == 0
     assert result.stdout.splitlines() == [
-        "e2e: skipped, no Docker engine answers here (GitHub's runners have one)"
+        "e2e: skipped, it needs Linux and a Docker engine that answers (as on GitHub's runners)"
     ]
