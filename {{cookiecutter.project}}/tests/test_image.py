@@ -133,37 +133,30 @@ def fake(folder: Path, name: str, status: int) -> None:
 
 
 @pytest.mark.parametrize(
-    ("installed", "chosen"),
+    ("installed", "outcome"),
     [
         ({"docker": 0, "podman": 0}, "docker"),
         ({"docker": 1, "podman": 0}, "podman"),
         ({"podman": 0}, "podman"),
-    ],
-)
-def test_the_engine_is_the_one_that_answers(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, installed: dict[str, int], chosen: str
-) -> None:
-    for name, status in installed.items():
-        fake(tmp_path, name, status)
-    monkeypatch.setenv("PATH", str(tmp_path))
-    assert image.engine() == chosen
-
-
-@pytest.mark.parametrize(
-    ("installed", "problem"),
-    [
         ({"docker": 1}, "docker does not answer: start its daemon, or install podman"),
         ({}, "neither docker nor podman found"),
     ],
 )
-def test_no_engine_is_one_clear_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, installed: dict[str, int], problem: str
+def test_the_engine_is_the_one_that_answers_or_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, installed: dict[str, int], outcome: str
 ) -> None:
     for name, status in installed.items():
         fake(tmp_path, name, status)
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(UserError, match=problem):
-        image.engine()
+    if outcome in installed:
+        assert image.engine() == outcome
+    else:
+        with pytest.raises(UserError, match=outcome):
+            image.engine()
+
+
+def test_a_chosen_engine_must_be_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(UserError, match="podman not found on PATH"):
         image.engine("podman")
 
