@@ -2,8 +2,11 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,13 +48,37 @@ ENV = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"} 
 
 
 def run(
-    cmd: list[str], cwd: Path, timeout: float = 900, check: bool = True
+    cmd: list[str],
+    cwd: Path,
+    timeout: float = 900,
+    check: bool = True,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a command; unless check is False, fail the test with its output when it fails."""
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=ENV)
+    """Run a command (env added to ENV); unless check is False, fail the test when it fails."""
+    result = subprocess.run(
+        cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=ENV | (env or {})
+    )
     if check and result.returncode != 0:
         pytest.fail(f"{' '.join(cmd)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def post(url: str, body: bytes) -> tuple[int, dict[str, object]]:
+    """POST a JSON body to the service's /predict: the status and the decoded answer."""
+    request = urllib.request.Request(
+        f"{url}/predict", data=body, headers={"content-type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
 
 
 # Commits in baked projects: a fixed identity, no signing, none of the machine's hooks.

@@ -5,6 +5,7 @@ import itertools
 import json
 import re
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -47,6 +48,7 @@ MODULES = [
     "ops/bento",
     "ops/doctor",
     "ops/drift",
+    "ops/image",
     "ops/loadtest",
     "ops/manifests",
     "ops/overlays",
@@ -81,6 +83,7 @@ TESTS = [
     "serving/test_service",
     "ops/test_doctor",
     "ops/test_drift",
+    "ops/test_image",
     "ops/test_loadtest",
     "ops/test_manifests",
     "ops/test_overlays",
@@ -212,6 +215,18 @@ def test_generated_code_is_ruff_clean(bake: Bake) -> None:
     for command in (["ruff", "check", "."], ["ruff", "format", "--check", "."]):
         result = subprocess.run(command, cwd=project, capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("python_version", PYTHON_VERSIONS)
+def test_the_dockerfile_passes_hadolint(bake: Bake, python_version: str) -> None:
+    dockerfile = bake(python_version=python_version) / "deploy/image/Dockerfile"
+    hadolint = str(Path(sys.executable).parent / "hadolint")
+    result = subprocess.run([hadolint, str(dockerfile)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+    # A compiler installed the careless way is refused: the check is live.
+    dockerfile.write_text(dockerfile.read_text() + "RUN apt-get install gcc\n")
+    result = subprocess.run([hadolint, str(dockerfile)], capture_output=True, text=True)
+    assert "DL3008" in result.stdout
 
 
 def test_python_modules_hold_no_jinja() -> None:
