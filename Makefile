@@ -13,7 +13,7 @@ DEMO_PORT ?= 3123
 BENCH := build/bench
 ROWS ?= 10000 100000 1000000
 
-.PHONY: help demo test test-fast lint bench
+.PHONY: help demo test test-fast lint bench mlflow-lock
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -48,6 +48,11 @@ bench: $(UV) ## Pipeline stage times as ROWS grow, and serving against MLflow (n
 	  $(RUN) python tests/bench_pipeline.py $$project --rows $(ROWS) && \
 	  $(MAKE) -C $$project train register bento && \
 	  $(RUN) python tests/bench_serving.py $$project
+
+# Exact versions and hashes for the image and the tests, for every Python the template supports.
+mlflow-lock: $(UV) ## Lock the platform's MLflow server: argocd/platform/mlflow/image/requirements.txt
+	cd argocd/platform/mlflow/image && $(UV) pip compile --quiet --upgrade --generate-hashes \
+	  --universal --python-version 3.11 requirements.in -o requirements.txt
 
 lint: $(UV) ## pre-commit on the template itself
 	$(RUN) pre-commit run --all-files --show-diff-on-failure
