@@ -15,15 +15,13 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+import test_manifests as manifests
 import yaml
 from conftest import TEMPLATE, run
-from test_manifests import (  # noqa: F401 (fixtures)
-    KUBERNETES_VERSION,
-    crd_problems,
-    custom,
-    kustomize,
-    tools,
-)
+from test_manifests import KUBERNETES_VERSION, custom
+
+# The manifests tier's fixtures: kubectl, kustomize, and the CRD schemas from npm.
+tools, kustomize, crd_problems = manifests.tools, manifests.kustomize, manifests.crd_problems
 
 PLATFORM = TEMPLATE / "argocd/platform"
 MLFLOW = PLATFORM / "mlflow"
@@ -40,7 +38,8 @@ def named(objects: list[Object], kind: str, name: str) -> Object:
 
 
 def pods(objects: list[Object]) -> list[Object]:
-    return [o["spec"]["template"]["spec"] for o in objects if o["kind"] in ("Deployment", "StatefulSet")]
+    workloads = [o for o in objects if o["kind"] in ("Deployment", "StatefulSet")]
+    return [o["spec"]["template"]["spec"] for o in workloads]
 
 
 def settings(objects: list[Object]) -> dict[str, str]:
@@ -130,8 +129,9 @@ def test_the_application_syncs_this_folder_into_what_its_project_allows(
     kustomize: Render,
 ) -> None:
     platform = kustomize(PLATFORM)
-    project, application = named(platform, "AppProject", "platform"), named(
-        platform, "Application", "mlflow"
+    project, application = (
+        named(platform, "AppProject", "platform"),
+        named(platform, "Application", "mlflow"),
     )
     spec, allowed = application["spec"], project["spec"]
     assert spec["project"] == project["metadata"]["name"]
@@ -139,9 +139,10 @@ def test_the_application_syncs_this_folder_into_what_its_project_allows(
     assert TEMPLATE / spec["source"]["path"] == MLFLOW
     objects = kustomize(MLFLOW)
     assert [spec["destination"]] == allowed["destinations"]
-    assert spec["destination"]["namespace"] == named(objects, "Namespace", "mlflow")["metadata"][
-        "name"
-    ]
+    assert (
+        spec["destination"]["namespace"]
+        == named(objects, "Namespace", "mlflow")["metadata"]["name"]
+    )
     rendered = {(o["apiVersion"].rpartition("/")[0], o["kind"]) for o in objects}
     kinds = {
         (kind["group"], kind["kind"])
