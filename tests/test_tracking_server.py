@@ -446,3 +446,39 @@ def test_the_server_admits_only_its_users(trained: Path, mlflow_server: Server) 
     assert "error code 401" in line
     assert "set MLFLOW_TRACKING_TOKEN to <user>:<password>" in line
     assert "Traceback" not in result.stderr
+
+
+def test_make_tracking_shows_this_folders_runs(trained: Path, tmp_path: Path) -> None:
+    port, log = free_port(), tmp_path / "tracking.log"
+    with log.open("w") as out:
+        ui = subprocess.Popen(
+            ["make", "tracking", f"TRACKING_PORT={port}"],
+            cwd=trained,
+            env={k: v for k, v in ENV.items() if k != "MLFLOW_TRACKING_URI"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+    experiment = next((trained / "src").iterdir()).name  # the package names the experiment
+    try:
+        wait_for(f"http://127.0.0.1:{port}/health", ui, log, 240)
+        with urllib.request.urlopen(
+            f"{url}/experiments/get-by-name?experiment_name={experiment}", timeout=30
+        ) as response:
+            experiment_id = json.loads(response.read())["experiment"]["experiment_id"]
+        request = urllib.request.Request(
+            f"{url}/runs/search",
+            data=json.dumps({"experiment_ids": [experiment_id]}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            runs = json.loads(response.read())["runs"]
+    finally:
+        stop(ui)
+    model_md5 = md5(trained / "models/model.joblib")
+    assert model_md5 in {tag["value"] for r in runs for tag in r["data"]["tags"]}
+    # Pointed at a team server, it says where to look instead of showing a local store.
+    pointed = make(trained, {"MLFLOW_TRACKING_URI": "https://mlflow.example.org"}, "tracking")
+    assert pointed.returncode == 0
+    assert pointed.stdout == "MLFLOW_TRACKING_URI is set: open https://mlflow.example.org\n"
