@@ -80,14 +80,13 @@ class Postgres:
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
     """A PostgreSQL server of its own: the user and database `mlflow`, scram-sha-256 passwords."""
-    found = shutil.which("pg_ctl") or max(
-        map(str, Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")), default=None
-    )
-    if found is None:
-        pytest.fail(
-            "PostgreSQL is not installed: apt-get install postgresql (or your OS's package)"
-        )
-    bin_dir = Path(found).parent
+    # On PATH (most systems), or where Debian and Ubuntu keep each major version.
+    candidates = [Path(p).resolve().parent for p in [shutil.which("initdb")] if p]
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    needed = ("initdb", "pg_ctl", "createdb")
+    bin_dir = next((d for d in candidates if all((d / n).is_file() for n in needed)), None)
+    if bin_dir is None:
+        pytest.fail("PostgreSQL is not installed: apt-get install postgresql (or the OS's package)")
     # initdb refuses to run as root: then the cluster belongs to the `postgres` user, in a folder
     # outside pytest's, which only root may enter.
     folder = Path(tempfile.mkdtemp(prefix="mlflow-postgres-"))
@@ -211,9 +210,13 @@ def mlflow_server(
             )
 
     def localize(value: str, mounts: list[Object]) -> str:
-        for mount in mounts:
-            value = value.replace(mount["mountPath"], str(volumes[mount["name"]]))
-        return value.replace(cluster_database, f"@{postgres.host}/")
+        """A path in a mounted volume, as the path of its folder here; the database, here."""
+        flag, equals, path = value.rpartition("=") if value.startswith("--") else ("", "", value)
+        for mount in sorted(mounts, key=lambda m: -len(m["mountPath"])):
+            if path == mount["mountPath"] or path.startswith(f"{mount['mountPath']}/"):
+                path = str(volumes[mount["name"]]) + path.removeprefix(mount["mountPath"])
+                break
+        return f"{flag}{equals}{path}".replace(cluster_database, f"@{postgres.host}/")
 
     def environment(spec: Object) -> dict[str, str]:
         env = {
@@ -323,14 +326,15 @@ READ_BACK = """
 import json, sys
 import joblib, mlflow
 from mlflow import MlflowClient
+from mlflow.models import Model
 
 name = sys.argv[1]
 client = MlflowClient()
 production = client.get_model_version_by_alias(name, "production")
 run = client.get_run(production.run_id)
-uri = f"models:/{name}@production"
-example = mlflow.pyfunc.load_model(uri).input_example
-served = mlflow.sklearn.load_model(uri).predict_proba(example)
+path = mlflow.artifacts.download_artifacts(f"models:/{name}@production")
+example = Model.load(path).load_input_example(path)
+served = mlflow.sklearn.load_model(path).predict_proba(example)
 local = joblib.load("models/model.joblib").predict_proba(example)
 print(json.dumps({
     "versions": sorted(int(v.version) for v in client.search_model_versions(f"name = '{name}'")),
@@ -385,7 +389,14 @@ def test_a_model_trained_registered_and_promoted_on_the_team_server(
             path.write_bytes(content)
     assert promoted.returncode == 0, promoted.stderr
 
-    read = run(["uv", "run", "--locked", "python", "-c", READ_BACK, name], project)
+    read = subprocess.run(
+        ["uv", "run", "--locked", "python", "-c", READ_BACK, name],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=ENV | env,
+    )
+    assert read.returncode == 0, read.stderr
     seen = json.loads(read.stdout.splitlines()[-1])
     model_md5 = md5(project / "models/model.joblib")
     # One version, both aliases on it, its lineage, and the image that serves it.
