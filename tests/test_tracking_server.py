@@ -161,7 +161,6 @@ class Server:
     admin: str  # the admin's bearer token, <user>:<password>
     artifacts: Path  # where the server keeps them: the test looks, the clients never do
     metrics: str
-    log: Path
 
 
 def container(objects: list[Object], name: str) -> Object:
@@ -236,15 +235,10 @@ def mlflow_server(
         return {k: localize(v, spec.get("volumeMounts", [])) for k, v in env.items()}
 
     server, sidecar = container(objects, "server"), container(objects, "metrics")
+    # Loopback and a free port instead of every address and the container's port.
+    here = {"--host": "127.0.0.1", "--port": str(port)}
     args = [localize(arg, server["volumeMounts"]) for arg in server["args"]]
-    args = [
-        "--host=127.0.0.1"
-        if a.startswith("--host=")
-        else f"--port={port}"
-        if a.startswith("--port=")
-        else a
-        for a in args
-    ]
+    args = [f"{f}={here[f]}" if (f := a.partition("=")[0]) in here else a for a in args]
     metrics_port = free_port()
     sidecar_args = [*sidecar["command"][:-1], str(metrics_port)]
     log = folder / "server.log"
@@ -277,7 +271,6 @@ def mlflow_server(
             f"admin:{admin_password}",
             Path(site["MLFLOW_ARTIFACTS_DESTINATION"]),
             f"http://127.0.0.1:{metrics_port}/metrics",
-            log,
         )
     finally:
         for process in processes:
