@@ -303,13 +303,15 @@ def make(project: Path, env: dict[str, str], *args: str) -> subprocess.Completed
 
 
 def untrain(project: Path) -> None:
-    """Remove the pipeline's outputs and DVC's run cache: `make train` runs every stage again (and
-    writes the same files: the pipeline is deterministic)."""
+    """Remove the pipeline's outputs, their DVC cache entries and the run cache: `make train` then
+    runs every stage again (and writes the same files: the pipeline is deterministic)."""
     lock = yaml.safe_load((project / "dvc.lock").read_text())
+    cache = project / ".dvc/cache/files/md5"
     for stage in lock["stages"].values():
         for out in stage.get("outs", []):
             path = project / out["path"]
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+            (cache / out["md5"][:2] / out["md5"][2:]).unlink(missing_ok=True)
     shutil.rmtree(project / ".dvc/cache/runs", ignore_errors=True)
 
 
