@@ -333,7 +333,7 @@ served = mlflow.sklearn.load_model(path).predict_proba(example)
 local = joblib.load("models/model.joblib").predict_proba(example)
 print(json.dumps({
     "versions": sorted(int(v.version) for v in client.search_model_versions(f"name = '{name}'")),
-    "aliases": client.get_registered_model(name).aliases,
+    "aliases": {k: int(v) for k, v in client.get_registered_model(name).aliases.items()},
     "tags": production.tags,
     "version": int(production.version),
     "source": production.source,
