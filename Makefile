@@ -20,7 +20,7 @@ KIND_SHA256_aarch64 := b92cd615e97585de8ddade28ed5cd7feb4248d717c233eea5b03c3729
 ARCH := $(shell uname -m)
 KIND := build/tools/kind-$(KIND_VERSION)-$(ARCH)
 
-.PHONY: help demo test test-fast lint bench e2e
+.PHONY: help demo test test-fast lint bench e2e mlflow-lock
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -56,6 +56,11 @@ bench: $(UV) ## Cold and no-op make train, stage imports and times as ROWS grow;
 	  $(MAKE) -C $$project train register bento && \
 	  $(RUN) python tests/bench_image.py $$project && \
 	  $(RUN) python tests/bench_serving.py $$project
+
+# Exact versions and hashes for the image and the tests, for every Python the template supports.
+mlflow-lock: $(UV) ## Lock the platform's MLflow server: argocd/platform/mlflow/image/requirements.txt
+	cd argocd/platform/mlflow/image && $(UV) pip compile --quiet --upgrade --generate-hashes \
+	  --universal --python-version 3.11 requirements.in -o requirements.txt
 
 lint: $(UV) ## pre-commit on the template itself
 	$(RUN) pre-commit run --all-files --show-diff-on-failure

@@ -422,7 +422,9 @@ def test_platform_applicationset_creates_both_environments_of_a_generated_reposi
 ) -> None:
     project = baked()
     platform = kustomize(PLATFORM)
-    appset, appproject = one(platform, "ApplicationSet")["spec"], one(platform, "AppProject")
+    appset = one(platform, "ApplicationSet")["spec"]
+    # The projects' AppProject; the platform's own services have another (mlflow.yaml).
+    appproject = one([o for o in platform if o["metadata"]["name"] == "mlops"], "AppProject")
     (scm, environments) = appset["generators"][0]["matrix"]["generators"]
     (repository_filter,) = scm["scmProvider"]["filters"]
     assert all((project / path).is_file() for path in repository_filter["pathsExist"])
@@ -508,7 +510,8 @@ def test_platform_organization_is_set_in_one_place(
         appset["generators"][0]["matrix"]["generators"][0]["scmProvider"]["github"]["organization"]
         == "acme"
     )
-    assert one(platform, "AppProject")["spec"]["sourceRepos"] == ["https://github.com/acme/*"]
+    projects = [o for o in platform if o["metadata"]["name"] == "mlops"]
+    assert one(projects, "AppProject")["spec"]["sourceRepos"] == ["https://github.com/acme/*"]
     assert "example-org" not in json.dumps(platform)
 
 
