@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from conftest import ROOT
-from tumor_classifier.ops import image, manifests, overlays
 from tumor_classifier.cli import UserError
+from tumor_classifier.ops import image, manifests, overlays
 
 Object = dict[str, Any]
 
