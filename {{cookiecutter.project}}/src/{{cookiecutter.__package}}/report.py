@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from . import cli, gate, params, render
+from . import charts, cli, gate, params, render
 from .params import Gate
 
 # Every file compared is git-tracked (the pipeline's reports are `cache: false` outs), so plain
@@ -482,19 +482,24 @@ def plot_curve(name: str, champion: Side, challenger: Side, path: Path) -> bool:
 
 
 def plots(champion: Side, challenger: Side, out: Path) -> list[str]:
-    """The PNGs, with alt text: the comment may not render them, the tables hold every number."""
-    alt = {
-        "metrics": f"test-set metrics of `{champion.label}` and the workspace, side by side",
-        "roc": f"ROC curves of `{champion.label}` and the workspace",
-        "precision_recall": f"precision-recall curves of `{champion.label}` and the workspace",
-    }
+    """Mermaid charts, which GitHub draws in the comment, and the same plots as PNG files."""
     drawn = {"metrics": plot_metrics(champion, challenger, out / "metrics.png")}
     drawn |= {n: plot_curve(n, champion, challenger, out / f"{n}.png") for n in CURVES}
     for name, done in drawn.items():
         if not done:  # no stale picture from an earlier run
             (out / f"{name}.png").unlink(missing_ok=True)
-    images = [f"![{alt[n]}]({n}.png)" for n, done in drawn.items() if done]
-    return ["### Plots\n", " ".join(images) + "\n"] if images else []
+    mermaid = charts.drawings(
+        scalars(champion.metrics),
+        scalars(challenger.metrics),
+        champion.curves,
+        challenger.curves,
+        champion.label,
+    )
+    pngs = ", ".join(f"`{n}.png`" for n, done in drawn.items() if done)
+    if not pngs:
+        return []
+    note = f"The same plots as PNG: {pngs}, beside this report (in CI, the run's artifact).\n"
+    return ["### Plots\n", *mermaid, note]
 
 
 def report(base: str, out: Path) -> str:
