@@ -77,7 +77,7 @@ def json_of(path: Path) -> Any:
 def test_the_life_of_a_repository(tmp_path_factory: pytest.TempPathFactory) -> None:
     # 1. A team starts a repository; a bare repository stands in for GitHub.
     root = tmp_path_factory.mktemp("loop")
-    repo = Repository(bake_into(root, **ANSWERS))
+    repo = Repository(bake_into(root, lock=True, **ANSWERS))
     origin = root / "origin.git"
     run(["git", "init", "--quiet", "--bare", "--initial-branch=main", str(origin)], root)
     repo.git("remote", "add", "origin", str(origin))

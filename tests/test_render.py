@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TEMPLATE, Bake
+from conftest import ENV, OFFLINE, TEMPLATE, Bake
 
 PYTHON_VERSIONS = ["3.11", "3.12", "3.13"]
 DVC_REMOTES = ["local", "s3", "gs", "azure"]
@@ -21,6 +21,8 @@ COMBINATIONS = list(itertools.product(PYTHON_VERSIONS, DVC_REMOTES))
 MODULES = [
     "__init__",
     "bento",
+    "changed",
+    "charts",
     "cli",
     "contract",
     "data",
@@ -46,9 +48,12 @@ MODULES = [
     "tracking",
     "train",
     "validate",
+    "writeback",
 ]
 TESTS = [
     "conftest",
+    "test_changed",
+    "test_charts",
     "test_commands",
     "test_contract",
     "test_data",
@@ -74,6 +79,7 @@ TESTS = [
     "test_tracking",
     "test_train",
     "test_validate",
+    "test_writeback",
 ]
 COMMON_FILES = {
     "argocd/kustomization.yaml",
@@ -233,3 +239,26 @@ def test_first_commit_holds_every_file_but_the_data(bake: Bake) -> None:
         ["git", "status", "--porcelain"], cwd=project, capture_output=True, text=True, check=True
     )
     assert status.stdout == ""
+
+
+def test_a_bake_that_cannot_lock_says_so_in_one_line_and_ci_refuses_it(tmp_path: Path) -> None:
+    baked = subprocess.run(
+        ["cookiecutter", "--no-input", "--output-dir", str(tmp_path), str(TEMPLATE)],
+        capture_output=True,
+        text=True,
+        env=ENV | OFFLINE,
+    )
+    assert baked.returncode == 0, baked.stderr
+    assert [line for line in baked.stdout.splitlines() if "uv.lock" in line] == [
+        "uv.lock is not written (no package index and no cache of it): where PyPI is reachable, "
+        "run `uv lock && git add uv.lock && git commit -m 'Lock the environment'`"
+    ]
+    project = tmp_path / "tumor-classifier"
+    assert not (project / "uv.lock").exists()
+    setup = subprocess.run(
+        ["make", "setup"], cwd=project, capture_output=True, text=True, env=ENV | {"CI": "true"}
+    )
+    assert setup.returncode != 0
+    assert setup.stderr.splitlines()[0] == (
+        "uv.lock is not committed: run `uv lock` where PyPI is reachable and commit uv.lock"
+    )

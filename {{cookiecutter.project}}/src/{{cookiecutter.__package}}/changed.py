@@ -33,9 +33,13 @@ def inputs(pipeline: dict[str, Any]) -> set[str]:
 
 
 def touched(changed: list[str], watched: set[str]) -> list[str]:
-    """The changed paths the pipeline reads: a watched path, a file in a watched folder, a .dvc file."""
+    """The changed paths the pipeline reads: watched ones, files in watched folders, .dvc files."""
     folders = tuple(path.rstrip("/") + "/" for path in watched)
-    return [path for path in changed if path in watched or path.startswith(folders) or path.endswith(".dvc")]
+    return [
+        path
+        for path in changed
+        if path in watched or path.startswith(folders) or path.endswith(".dvc")
+    ]
 
 
 def changed_paths(base: str) -> list[str]:

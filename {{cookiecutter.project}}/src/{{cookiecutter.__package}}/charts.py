@@ -83,7 +83,9 @@ def curve(
     after: bool = False,
 ) -> str:
     """The workspace's curve and the champion's, sampled every 0.05 along x."""
-    drawn = [(who, points) for who, points in (("workspace", challenger), (label, champion)) if points]
+    drawn = [
+        (who, points) for who, points in (("workspace", challenger), (label, champion)) if points
+    ]
     if not drawn:
         return ""
     shown = ", ".join(f"{who} ({color})" for (who, _), color in zip(drawn, COLORS, strict=False))
@@ -102,7 +104,14 @@ def drawings(
     """Every chart of the report that has data: the metrics, then each curve."""
     drawn = [metrics(champion, challenger, label)]
     drawn += [
-        curve(title, axes, champion_curves.get(name, []), challenger_curves.get(name, []), label, after=after)
+        curve(
+            title,
+            axes,
+            champion_curves.get(name, []),
+            challenger_curves.get(name, []),
+            label,
+            after=after,
+        )
         for name, (title, axes, after) in CURVES.items()
     ]
     return [chart for chart in drawn if chart]

@@ -2,7 +2,7 @@
 
 The doctor workflow passes the repository's variables (VARS, as JSON), whether each secret is set
 (HAS_<NAME>), the bot's private key and a read-only token; run locally, it checks what it can and
-lists the rest. Each fact it checks is kept here once: the README's first-PR checklist says the same.
+lists the rest. Each fact it checks is kept here once; the README's first-PR checklist agrees.
 """
 
 import argparse
@@ -35,7 +35,12 @@ ENVIRONMENT = "staging"
 REMOTE_VARIABLES = {
     "s3": ["AWS_REGION", "AWS_PR_ROLE_ARN", "AWS_MAIN_ROLE_ARN"],
     "gs": ["GCP_WORKLOAD_IDENTITY_PROVIDER", "GCP_PR_SERVICE_ACCOUNT", "GCP_MAIN_SERVICE_ACCOUNT"],
-    "azure": ["AZURE_TENANT_ID", "AZURE_SUBSCRIPTION_ID", "AZURE_PR_CLIENT_ID", "AZURE_MAIN_CLIENT_ID"],
+    "azure": [
+        "AZURE_TENANT_ID",
+        "AZURE_SUBSCRIPTION_ID",
+        "AZURE_PR_CLIENT_ID",
+        "AZURE_MAIN_CLIENT_ID",
+    ],
 }
 QUARANTINE = "pr"
 # What a workflow skips, with a notice, until its variables are set.
@@ -74,7 +79,7 @@ def problems(config: Path, variables: dict[str, str], secrets: set[str]) -> list
     if kind == "local":
         found.append(
             "the DVC remote is a local directory, which GitHub's runners cannot reach: "
-            "move it to S3, GCS or Azure (README, 'DVC remote and GitHub settings')"
+            "move it to S3, GCS or Azure (README, 'First pull request: the settings, once')"
         )
     found += [
         f"repository variable {name} is not set: the {kind} OIDC logins read it"
@@ -110,7 +115,9 @@ def problems(config: Path, variables: dict[str, str], secrets: set[str]) -> list
 
 def notes(variables: dict[str, str], secrets: set[str]) -> list[str]:
     """Optional settings that are missing: what runs without them."""
-    found = [f"{name} is not set: {what}" for name, what in OPTIONAL.items() if not variables.get(name)]
+    found = [
+        f"{name} is not set: {what}" for name, what in OPTIONAL.items() if not variables.get(name)
+    ]
     if variables.get("MLFLOW_TRACKING_URI") and "MLFLOW_TRACKING_TOKEN" not in secrets:
         found.append("MLFLOW_TRACKING_TOKEN is not set: fine only if the server needs no login")
     return found
@@ -171,7 +178,7 @@ def environment_problems(environment: Json | None, policies: list[str] | None) -
 
 
 def app_problems(app: str, installation: Json | None) -> list[str]:
-    """The App must be installed on this repository with at least the permissions it is asked for."""
+    """The App must be installed here with at least the permissions the workflows ask of it."""
     if installation is None:
         return [f"the {app} App ({app}_CLIENT_ID) is not installed on this repository"]
     granted = installation.get("permissions", {})
@@ -230,7 +237,9 @@ def github_problems(api: str, repository: str, token: str, bot_key: str, bot_id:
     if environment and (environment.get("deployment_branch_policy") or {}).get(
         "custom_branch_policies"
     ):
-        listed = get(api, f"/repos/{repository}/environments/{ENVIRONMENT}/deployment-branch-policies", token)
+        listed = get(
+            api, f"/repos/{repository}/environments/{ENVIRONMENT}/deployment-branch-policies", token
+        )
         policies = sorted(p["name"] for p in (listed or {}).get("branch_policies", []))
     found += environment_problems(environment, policies)
     if bot_key and bot_id:

@@ -7,6 +7,7 @@ hash to the name dvc.lock gives it. The release then pushes what it took to the 
 """
 
 import argparse
+import contextlib
 from typing import Any
 
 from dvc.exceptions import CheckoutError, DvcException
@@ -21,7 +22,8 @@ Status = dict[str, Any]
 
 def absent_outputs(status: Status) -> tuple[list[str], list[str]]:
     """Tracked data (.dvc files) and pipeline outputs (dvc.lock) missing from the workspace."""
-    data, outputs = set(), set()
+    data: set[str] = set()
+    outputs: set[str] = set()
     for name, changes in status.items():
         for change in changes:
             if isinstance(change, dict):
@@ -36,15 +38,15 @@ def fetch(repo: Repo, remote: str | None) -> None:
         repo.fetch(remote=remote)
     except DvcException as error:
         where = f"the {remote} remote" if remote else "the remote"
-        raise cli.UserError(f"dvc pull from {where} failed: {error}; check its credentials") from None
+        raise cli.UserError(
+            f"dvc pull from {where} failed: {error}; check its credentials"
+        ) from None
 
 
 def checkout(repo: Repo) -> tuple[list[str], list[str]]:
     """Check out what the cache holds; what is still missing."""
-    try:
+    with contextlib.suppress(CheckoutError):  # what is missing is named from the status below
         repo.checkout()
-    except CheckoutError:
-        pass  # named below, from the status
     return absent_outputs(repo.status())
 
 
