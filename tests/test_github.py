@@ -37,13 +37,15 @@ class Project:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.workflows: Workflows = {
-            p.name: yaml.safe_load(p.read_text()) for p in sorted(path.glob(".github/workflows/*.yml"))
+            p.name: yaml.safe_load(p.read_text())
+            for p in sorted(path.glob(".github/workflows/*.yml"))
         }
         (doctor,) = path.glob("src/**/doctor.py")
         constants = {
             node.targets[0].id: ast.literal_eval(node.value)
             for node in ast.parse(doctor.read_text()).body
-            if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+            if isinstance(node, ast.Assign)
+            and isinstance(node.targets[0], ast.Name)
             and node.targets[0].id in ("REQUIRED_CHECKS", "APPS")
         }
         self.required: tuple[str, ...] = constants["REQUIRED_CHECKS"]
@@ -54,11 +56,15 @@ class Project:
 @pytest.fixture(scope="module", params=COMBINATIONS, ids=lambda c: "-".join(c))
 def project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Project:
     python, remote = request.param
-    return Project(bake_into(tmp_path_factory.mktemp("github"), python_version=python, dvc_remote=remote))
+    return Project(
+        bake_into(tmp_path_factory.mktemp("github"), python_version=python, dvc_remote=remote)
+    )
 
 
 def jobs(workflows: Workflows) -> list[tuple[str, str, Workflow]]:
-    return [(name, job_id, job) for name, w in workflows.items() for job_id, job in w["jobs"].items()]
+    return [
+        (name, job_id, job) for name, w in workflows.items() for job_id, job in w["jobs"].items()
+    ]
 
 
 def triggers(workflow: Workflow) -> dict[str, Any]:
@@ -76,7 +82,7 @@ def uses(step: Workflow, *prefixes: str) -> bool:
 
 # Rule 1. A required check whose workflow is skipped by a path (or branch) filter stays "Expected"
 # and blocks the merge; a merge queue waits for its required checks on `merge_group`
-# (docs.github.com/en/pull-requests/collaborating-with-pull-requests/collaborating-on-repositories-with-code-quality-features/troubleshooting-required-status-checks).
+# https://docs.github.com/en/pull-requests/collaborating-with-pull-requests/collaborating-on-repositories-with-code-quality-features/troubleshooting-required-status-checks
 def required_checks_always_report(workflows: Workflows, required: tuple[str, ...]) -> list[str]:
     found = []
     provided = set()
@@ -91,7 +97,9 @@ def required_checks_always_report(workflows: Workflows, required: tuple[str, ...
                 found.append(f"{name}: provides {sorted(names)} but does not run on {event}")
             elif set(on[event] or {}) & {"paths", "paths-ignore"}:
                 found.append(f"{name}: {event} is filtered by paths, so its check can stay pending")
-    found += [f"no workflow provides the required check {check!r}" for check in set(required) - provided]
+    found += [
+        f"no workflow provides the required check {check!r}" for check in set(required) - provided
+    ]
     return found
 
 
@@ -109,11 +117,14 @@ def required_jobs_cannot_be_skipped(workflows: Workflows, required: tuple[str, .
             twins = [
                 other
                 for _, other_id, other in jobs({name: workflows[name]})
-                if other_id != job_id and other.get("name") == job["name"]
+                if other_id != job_id
+                and other.get("name") == job["name"]
                 and any("exit 1" in step.get("run", "") for step in other.get("steps", []))
             ]
             if not twins:
-                found.append(f"{name}: {job_id} has a job-level `if`, so skipping it passes the check")
+                found.append(
+                    f"{name}: {job_id} has a job-level `if`, so skipping it passes the check"
+                )
     return found
 
 
@@ -124,11 +135,13 @@ def checkouts_can_read(workflows: Workflows) -> list[str]:
     found = []
     for name, job_id, job in jobs(workflows):
         for step in job.get("steps", []):
-            if uses(step, "actions/checkout@"):
-                if job.get("permissions", {}).get("contents") not in ("read", "write") and not (
-                    step.get("with", {}).get("token")
-                ):
-                    found.append(f"{name}: {job_id} checks out without contents permission or a token")
+            readable = job.get("permissions", {}).get("contents") in ("read", "write")
+            if (
+                uses(step, "actions/checkout@")
+                and not readable
+                and not step.get("with", {}).get("token")
+            ):
+                found.append(f"{name}: {job_id} checks out without contents permission or a token")
     return found
 
 
@@ -174,10 +187,10 @@ def release_is_serialized_and_rebases(workflows: Workflows) -> list[str]:
 
 
 def documented_apps(readme: str) -> dict[str, dict[str, str]]:
-    """The App permissions of the README's table: `| ... (`BOT_CLIENT_ID`) | Contents: write; ... |`."""
+    """The App permissions of the README's table: `| (`BOT_CLIENT_ID`) | Contents: write; ... |`."""
     apps = {}
     for row in readme.splitlines():
-        if match := re.match(r"\|.*`([A-Z]+)_CLIENT_ID`.*?\| ([^|]*:[^|]*) \|", row):
+        if match := re.match(r"\|.*`([A-Z]+)_CLIENT_ID`.*?\| ([^|]*:[^|]*) \|", row.strip()):
             apps[match[1]] = {
                 key.strip().lower().replace(" ", "_"): value.strip().split()[-1]
                 for key, value in (part.split(":") for part in match[2].split(";"))
@@ -227,7 +240,8 @@ def scheduled_workflows_guard(workflows: Workflows) -> list[str]:
             continue
         notices = [job for job in workflow["jobs"].values() if "::notice" in text(job.get("steps"))]
         for job_id, job in workflow["jobs"].items():
-            needed = set(re.findall(r"vars\.([A-Z_]+)", text(job))) - OPTIONAL
+            body = {key: value for key, value in job.items() if key != "if"}
+            needed = set(re.findall(r"vars\.([A-Z_]+)", text(body))) - OPTIONAL
             condition = str(job.get("if", ""))
             for variable in sorted(needed):
                 if f"vars.{variable} != ''" not in condition:
@@ -247,7 +261,7 @@ def no_always(workflows: Workflows) -> list[str]:
 
 
 # Rule 9. An App's installation token expires after an hour
-# (docs.github.com/en/apps/creating-github-apps/authenticating-with-a-github-app/generating-an-installation-access-token-for-a-github-app):
+# https://docs.github.com/en/apps/creating-github-apps/authenticating-with-a-github-app/generating-an-installation-access-token-for-a-github-app
 # it is minted by the step right before the one that uses it.
 def tokens_minted_before_use(workflows: Workflows) -> list[str]:
     found = []
@@ -262,18 +276,24 @@ def tokens_minted_before_use(workflows: Workflows) -> list[str]:
 
 
 # Rule 10. Forks and Dependabot get no secrets and no OIDC token on `pull_request`
-# (docs.github.com/en/code-security/dependabot/troubleshooting-dependabot/troubleshooting-dependabot-on-github-actions):
+# https://docs.github.com/en/code-security/dependabot/troubleshooting-dependabot/troubleshooting-dependabot-on-github-actions
 # a required job that needs them fails for those runs, saying so, instead of passing untrained.
 def untrusted_runs_fail_visibly(workflows: Workflows, required: tuple[str, ...]) -> list[str]:
     found = []
     for name, job_id, job in jobs(workflows):
         if job.get("name") not in required or "pull_request" not in triggers(workflows[name]):
             continue
-        needs_trust = job.get("permissions", {}).get("id-token") == "write" or "secrets." in text(job)
+        needs_trust = job.get("permissions", {}).get("id-token") == "write" or "secrets." in text(
+            job
+        )
         if not needs_trust:
             continue
         markers = {"head.repo.full_name", "dependabot[bot]"}
-        env = {key for key, value in job.get("env", {}).items() if all(m in str(value) for m in markers)}
+        env = {
+            key
+            for key, value in job.get("env", {}).items()
+            if all(m in str(value) for m in markers)
+        }
         if not any(
             "exit 1" in step.get("run", "")
             and (
@@ -294,7 +314,11 @@ def write_identities_on_main_only(workflows: Workflows) -> list[str]:
         on = triggers(workflows[name])
         on_main = set(on) == {"push"} and (on["push"] or {}).get("branches") == ["main"]
         for step in job.get("steps", []):
-            if uses(step, "$/.github/actions/dvc-remote") and step["with"].get("role") != "pr" and not on_main:
+            if (
+                uses(step, "$/.github/actions/dvc-remote")
+                and step["with"].get("role") != "pr"
+                and not on_main
+            ):
                 found.append(f"{name}: {job_id} asks for the remote's main role off main")
         if "DEPLOY_PRIVATE_KEY" in text(job) and ("environment" not in job or not on_main):
             found.append(f"{name}: {job_id} reads the deploy key outside the main-only environment")
@@ -302,8 +326,12 @@ def write_identities_on_main_only(workflows: Workflows) -> list[str]:
 
 
 RULES: dict[str, Callable[[Project], list[str]]] = {
-    "required_checks_always_report": lambda p: required_checks_always_report(p.workflows, p.required),
-    "required_jobs_cannot_be_skipped": lambda p: required_jobs_cannot_be_skipped(p.workflows, p.required),
+    "required_checks_always_report": lambda p: required_checks_always_report(
+        p.workflows, p.required
+    ),
+    "required_jobs_cannot_be_skipped": lambda p: required_jobs_cannot_be_skipped(
+        p.workflows, p.required
+    ),
     "checkouts_can_read": lambda p: checkouts_can_read(p.workflows),
     "comment_without_credentials": lambda p: comment_without_credentials(p.workflows),
     "release_is_serialized_and_rebases": lambda p: release_is_serialized_and_rebases(p.workflows),
@@ -349,7 +377,9 @@ def drop_merge_group(w: Workflows) -> None:
 
 
 def skip_forks_by_if(w: Workflows) -> None:
-    w["train.yml"]["jobs"]["train"]["if"] = "github.event.pull_request.head.repo.full_name == github.repository"
+    w["train.yml"]["jobs"]["train"]["if"] = (
+        "github.event.pull_request.head.repo.full_name == github.repository"
+    )
 
 
 def need_a_job(w: Workflows) -> None:
@@ -375,16 +405,22 @@ def per_job_concurrency(w: Workflows) -> None:
 
 def push_without_rebase(w: Workflows) -> None:
     deploy = w["release.yml"]["jobs"]["deploy"]["steps"]
-    deploy[-1] = {"run": "make set-image ENV=staging\ngit commit -am deploy\ngit push origin HEAD:main"}
+    deploy[-1] = {
+        "run": "make set-image ENV=staging\ngit commit -am deploy\ngit push origin HEAD:main"
+    }
 
 
 def ask_for_workflows_permission(w: Workflows) -> None:
-    step = step_of(w["promote.yml"], "propose", lambda s: uses(s, "actions/create-github-app-token@"))
+    step = step_of(
+        w["promote.yml"], "propose", lambda s: uses(s, "actions/create-github-app-token@")
+    )
     step["with"]["permission-administration"] = "write"
 
 
 def ask_for_everything(w: Workflows) -> None:
-    step = step_of(w["promote.yml"], "propose", lambda s: uses(s, "actions/create-github-app-token@"))
+    step = step_of(
+        w["promote.yml"], "propose", lambda s: uses(s, "actions/create-github-app-token@")
+    )
     step["with"] = {k: v for k, v in step["with"].items() if not k.startswith("permission-")}
 
 
@@ -423,24 +459,80 @@ def deploy_key_without_environment(w: Workflows) -> None:
 
 
 BREAKS: list[tuple[str, Callable[[Workflows], None], str]] = [
-    ("required_checks_always_report", filter_by_paths, "train.yml: pull_request is filtered by paths"),
-    ("required_checks_always_report", drop_merge_group, "ci.yml: provides ['lint and test'] but does not run on merge_group"),
+    (
+        "required_checks_always_report",
+        filter_by_paths,
+        "train.yml: pull_request is filtered by paths",
+    ),
+    (
+        "required_checks_always_report",
+        drop_merge_group,
+        "ci.yml: provides ['lint and test'] but does not run on merge_group",
+    ),
     ("required_jobs_cannot_be_skipped", skip_forks_by_if, "train.yml: train has a job-level `if`"),
     ("required_jobs_cannot_be_skipped", need_a_job, "ci.yml: check needs other jobs"),
-    ("checkouts_can_read", checkout_without_contents, "release.yml: deploy checks out without contents"),
-    ("comment_without_credentials", comment_with_oidc, "train.yml: comment posts the comment with an OIDC token"),
-    ("comment_without_credentials", comment_in_the_training_job, "train.yml: train posts the comment with an OIDC token"),
-    ("release_is_serialized_and_rebases", per_job_concurrency, "release.yml: no workflow-level concurrency"),
-    ("release_is_serialized_and_rebases", push_without_rebase, "release.yml: deploy pushes with git"),
-    ("app_permissions_documented", ask_for_workflows_permission, "promote.yml: propose asks the BOT App for administration: write"),
-    ("app_permissions_documented", ask_for_everything, "promote.yml: propose asks for every permission"),
-    ("scheduled_workflows_guard", unguarded_schedule, "monitor.yml: drift runs without checking REQUEST_LOGS"),
+    (
+        "checkouts_can_read",
+        checkout_without_contents,
+        "release.yml: deploy checks out without contents",
+    ),
+    (
+        "comment_without_credentials",
+        comment_with_oidc,
+        "train.yml: comment posts the comment with an OIDC token",
+    ),
+    (
+        "comment_without_credentials",
+        comment_in_the_training_job,
+        "train.yml: train posts the comment with an OIDC token",
+    ),
+    (
+        "release_is_serialized_and_rebases",
+        per_job_concurrency,
+        "release.yml: no workflow-level concurrency",
+    ),
+    (
+        "release_is_serialized_and_rebases",
+        push_without_rebase,
+        "release.yml: deploy pushes with git",
+    ),
+    (
+        "app_permissions_documented",
+        ask_for_workflows_permission,
+        "promote.yml: propose asks the BOT App for administration: write",
+    ),
+    (
+        "app_permissions_documented",
+        ask_for_everything,
+        "promote.yml: propose asks for every permission",
+    ),
+    (
+        "scheduled_workflows_guard",
+        unguarded_schedule,
+        "monitor.yml: drift runs without checking REQUEST_LOGS",
+    ),
     ("scheduled_workflows_guard", silent_skip, "monitor.yml: no notice says drift skipped"),
     ("no_always", use_always, "monitor.yml: drift uses always()"),
-    ("tokens_minted_before_use", mint_at_job_start, "promote.yml: propose mints a token that the next step"),
-    ("untrusted_runs_fail_visibly", let_forks_pass, "train.yml: train has no failing step for forks"),
-    ("write_identities_on_main_only", main_role_on_pull_requests, "train.yml: train asks for the remote's main role"),
-    ("write_identities_on_main_only", deploy_key_without_environment, "release.yml: deploy reads the deploy key outside"),
+    (
+        "tokens_minted_before_use",
+        mint_at_job_start,
+        "promote.yml: propose mints a token that the next step",
+    ),
+    (
+        "untrusted_runs_fail_visibly",
+        let_forks_pass,
+        "train.yml: train has no failing step for forks",
+    ),
+    (
+        "write_identities_on_main_only",
+        main_role_on_pull_requests,
+        "train.yml: train asks for the remote's main role",
+    ),
+    (
+        "write_identities_on_main_only",
+        deploy_key_without_environment,
+        "release.yml: deploy reads the deploy key outside",
+    ),
 ]
 
 
