@@ -325,6 +325,26 @@ def write_identities_on_main_only(workflows: Workflows) -> list[str]:
     return found
 
 
+# Rule 12. Without a tracking server the registry steps cannot run: they skip, and a twin job says
+# so in a notice, rather than registering into a throwaway file or failing.
+def registry_steps_say_when_skipped(workflows: Workflows) -> list[str]:
+    found = []
+    for name, workflow in workflows.items():
+        notices = [
+            str(job.get("if", ""))
+            for job in workflow["jobs"].values()
+            if "::notice" in text(job.get("steps"))
+        ]
+        for job_id, job in workflow["jobs"].items():
+            if not re.search(r"\bmake (register|alias)\b", text(job.get("steps"))):
+                continue
+            if "vars.MLFLOW_TRACKING_URI != ''" not in str(job.get("if", "")):
+                found.append(f"{name}: {job_id} runs the registry without a tracking server")
+            if not any("vars.MLFLOW_TRACKING_URI == ''" in condition for condition in notices):
+                found.append(f"{name}: nothing says that {job_id} skipped")
+    return found
+
+
 RULES: dict[str, Callable[[Project], list[str]]] = {
     "required_checks_always_report": lambda p: required_checks_always_report(
         p.workflows, p.required
@@ -343,6 +363,7 @@ RULES: dict[str, Callable[[Project], list[str]]] = {
     "tokens_minted_before_use": lambda p: tokens_minted_before_use(p.workflows),
     "untrusted_runs_fail_visibly": lambda p: untrusted_runs_fail_visibly(p.workflows, p.required),
     "write_identities_on_main_only": lambda p: write_identities_on_main_only(p.workflows),
+    "registry_steps_say_when_skipped": lambda p: registry_steps_say_when_skipped(p.workflows),
 }
 
 
@@ -458,6 +479,10 @@ def deploy_key_without_environment(w: Workflows) -> None:
     del w["release.yml"]["jobs"]["deploy"]["environment"]
 
 
+def silent_registry(w: Workflows) -> None:
+    del w["release.yml"]["jobs"]["registry-skipped"]
+
+
 BREAKS: list[tuple[str, Callable[[Workflows], None], str]] = [
     (
         "required_checks_always_report",
@@ -533,6 +558,7 @@ BREAKS: list[tuple[str, Callable[[Workflows], None], str]] = [
         deploy_key_without_environment,
         "release.yml: deploy reads the deploy key outside",
     ),
+    ("registry_steps_say_when_skipped", silent_registry, "release.yml: nothing says that register"),
 ]
 
 

@@ -209,8 +209,8 @@ def test_make_manifests_passes(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        "deploy/overlays/production: 10 objects valid",
-        "deploy/overlays/staging: 10 objects valid",
+        "deploy/overlays/production: 9 objects valid",
+        "deploy/overlays/staging: 9 objects valid",
         "argocd: 2 applications sync overlays that render",
     ]
 

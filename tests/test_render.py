@@ -90,7 +90,6 @@ COMMON_FILES = {
     "deploy/base/deployment.yaml",
     "deploy/base/hpa.yaml",
     "deploy/base/kustomization.yaml",
-    "deploy/base/namespace.yaml",
     "deploy/base/networkpolicy.yaml",
     "deploy/base/pdb.yaml",
     "deploy/base/prometheusrule.yaml",

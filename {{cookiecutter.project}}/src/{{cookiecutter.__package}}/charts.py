@@ -13,6 +13,7 @@ from collections.abc import Sequence
 # Blue for the workspace (challenger), orange for the champion: the order the series are written.
 PALETTE = "#2563eb, #f97316"
 COLORS = ("blue", "orange")
+INIT = "{init: " + json.dumps({"themeVariables": {"xyChart": {"plotColorPalette": PALETTE}}}) + "}"
 GRID = [i / 20 for i in range(21)]
 # The report's curves: title, axes, and whether y at x is the best reached up to x (ROC) or from x
 # on (precision-recall, as its interpolated precision is defined).
@@ -35,7 +36,7 @@ def numbers(values: Sequence[float]) -> str:
 def chart(title: str, x_axis: str, y_axis: str, series: list[str]) -> str:
     lines = [
         "```mermaid",
-        f'%%{{init: {{"themeVariables": {{"xyChart": {{"plotColorPalette": "{PALETTE}"}}}}}}}}%%',
+        f"%%{INIT}%%",
         "xychart-beta",
         f"    title {text(title)}",
         f"    x-axis {x_axis}",
