@@ -8,7 +8,11 @@ which proves that the rule can fail. Where a rule rests on GitHub's behaviour, t
 import ast
 import copy
 import itertools
+import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -51,6 +55,25 @@ class Project:
         self.required: tuple[str, ...] = constants["REQUIRED_CHECKS"]
         self.doctor_apps: dict[str, dict[str, str]] = constants["APPS"]
         self.readme = (path / "README.md").read_text()
+        self.doctor = self.ask_doctor({}) + self.ask_doctor({"MLFLOW_TRACKING_URI": "x"})
+        self.github = "\n".join(p.read_text() for p in sorted(path.glob(".github/**/*.yml")))
+
+    def ask_doctor(self, variables: dict[str, str]) -> str:
+        """What `make doctor` says with these variables and no secret, run as CI runs it."""
+        package = next(p.name for p in (self.path / "src").iterdir())
+        result = subprocess.run(
+            [sys.executable, "-m", f"{package}.doctor"],
+            cwd=self.path,
+            capture_output=True,
+            text=True,
+            env={
+                key: value
+                for key, value in os.environ.items()
+                if not key.startswith(("HAS_", "GITHUB_"))
+            }
+            | {"PYTHONPATH": "src", "VARS": json.dumps(variables)},
+        )
+        return result.stdout + result.stderr
 
 
 @pytest.fixture(scope="module", params=COMBINATIONS, ids=lambda c: "-".join(c))
@@ -579,4 +602,48 @@ def test_undocumented_app_permissions_are_caught() -> None:
         "the README documents "
         "{'BOT': {'contents': 'write', 'pull_requests': 'write'}}, "
         "make doctor checks {'BOT': {'contents': 'write'}}"
+    ]
+
+
+# What the doctor cannot see from a workflow run, each with why; everything else it checks.
+UNCHECKED = {
+    "DEPLOY_PRIVATE_KEY": "a secret of the environment staging: the doctor checks the environment",
+    "ATTESTATIONS": "a switch for private repositories on GitHub Enterprise Cloud",
+}
+
+
+def settings_documented(github: str, checklist: str, doctor: str) -> list[str]:
+    """Every variable and secret the workflows and actions read is in the README's first-PR
+    checklist, and `make doctor` names it when it is missing (or UNCHECKED says why it cannot)."""
+    names = set(re.findall(r"(?:vars|secrets)\.([A-Z][A-Z0-9_]*)", github))
+    names |= set(re.findall(r"fromJSON\(inputs\.vars\)\.([A-Z][A-Z0-9_]*)", github))
+    found = [
+        f"the README's checklist does not name {name}"
+        for name in sorted(names)
+        if name not in checklist
+    ]
+    found += [
+        f"make doctor does not name {name}"
+        for name in sorted(names)
+        if name not in doctor and name not in UNCHECKED
+    ]
+    return found
+
+
+def checklist_of(readme: str) -> str:
+    return readme.split("## First pull request")[1].split("\n## ")[0]
+
+
+def test_the_first_pull_request_checklist_names_every_setting_and_the_doctor_checks_it(
+    project: Project,
+) -> None:
+    assert "`make push` once" in checklist_of(project.readme)
+    assert settings_documented(project.github, checklist_of(project.readme), project.doctor) == []
+
+
+def test_an_undocumented_setting_is_caught(good: Project) -> None:
+    github = good.github + "\n        key: ${{ secrets.SIGNING_KEY }}\n"
+    assert settings_documented(github, checklist_of(good.readme), good.doctor) == [
+        "the README's checklist does not name SIGNING_KEY",
+        "make doctor does not name SIGNING_KEY",
     ]

@@ -119,3 +119,12 @@ def test_status_names_each_stage_and_what_changed(trained: Path) -> None:
     (trained / "data.csv").write_text("a,b\n1,2\n")
     with pytest.raises(UserError, match=r"flip \(changed outs out.csv deleted\)"):
         remote.status(Repo(trained))
+
+
+def test_a_pull_never_overwrites_an_output_that_no_cache_holds(trained: Path) -> None:
+    remote.push(Repo(trained), None)
+    shutil.rmtree(trained / ".dvc/cache")
+    (trained / "out.csv").write_text("edited by hand\n")
+    with pytest.raises(UserError, match=r"^dvc checkout refused: Can't remove .*out\.csv"):
+        remote.pull(Repo(trained))
+    assert (trained / "out.csv").read_text() == "edited by hand\n"

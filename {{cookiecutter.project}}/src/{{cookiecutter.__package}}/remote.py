@@ -7,7 +7,6 @@ hash to the name dvc.lock gives it. The release then pushes what it took to the 
 """
 
 import argparse
-import contextlib
 from typing import Any
 
 from dvc.exceptions import CheckoutError, DvcException
@@ -45,8 +44,12 @@ def fetch(repo: Repo, remote: str | None) -> None:
 
 def checkout(repo: Repo) -> tuple[list[str], list[str]]:
     """Check out what the cache holds; what is still missing."""
-    with contextlib.suppress(CheckoutError):  # what is missing is named from the status below
+    try:
         repo.checkout()
+    except CheckoutError:
+        pass  # what is missing is named from the status below
+    except DvcException as error:  # e.g. it would overwrite outputs that no cache holds
+        raise cli.UserError(f"dvc checkout refused: {' '.join(str(error).split())[:300]}") from None
     return absent_outputs(repo.status())
 
 
