@@ -169,9 +169,10 @@ def test_the_life_of_a_repository(tmp_path_factory: pytest.TempPathFactory) -> N
     repo.git("switch", "--quiet", "main")
     repo.git("merge", "--quiet", "--no-ff", "tune", "--message", "Merge the tuning")
     repo.git("push", "--quiet", "origin", "main")
-    for output in (".dvc/cache", "models", "data/split"):  # a fresh runner has none of these
-        shutil.rmtree(repo.path / output)
-    (repo.path / "data/validated.parquet").unlink()
+    # A fresh runner: no DVC cache, no data, no pipeline output (git ignores them all).
+    shutil.rmtree(repo.path / ".dvc/cache")
+    repo.git("clean", "-fdXq", "data", "models")
+    assert not (repo.path / "models/model.joblib").exists()
     repo.step("release.yml", "pull")
     repo.step("release.yml", "status")
     repo.step("release.yml", "push")

@@ -150,6 +150,8 @@ def protection_problems(rules: list[Json], branch: Json) -> list[str]:
         if "pull_request" not in types:
             found.append("main accepts pushes without a pull request: require one in the ruleset")
         return found
+    # "Get a branch" shows classic protection's required checks to any reader (BranchWithProtection
+    # in github.com/github/rest-api-description); the rest of it only to admins.
     classic = (branch.get("protection") or {}).get("required_status_checks") or {}
     if branch.get("protected") and classic:
         names = classic.get("contexts") or [c["context"] for c in classic.get("checks", [])]
