@@ -1,4 +1,4 @@
-"""Keep the files of the chosen options, lock the environment, make the first commit, say what next."""
+"""Keep the chosen options' files, lock the environment, make the first commit, say what next."""
 
 import json
 import re
