@@ -5,9 +5,11 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +25,36 @@ RUNNING_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 Bake = Callable[..., Path]
 
 
-def bake_into(output_dir: Path, **answers: str) -> Path:
-    """Bake the template with these answers (defaults otherwise) and return the project path."""
-    return Path(
-        cookiecutter(
-            str(TEMPLATE), no_input=True, extra_context=answers, output_dir=str(output_dir)
+# What the post-generation hook's `uv lock` sees when a bake is not to be locked: no index and an
+# empty cache, as on a machine offline. The hook then says so in one line and commits no uv.lock,
+# in a second instead of the tens of seconds a resolution takes.
+OFFLINE = {"UV_OFFLINE": "1", "UV_CACHE_DIR": str(Path(tempfile.gettempdir()) / "no-uv-cache")}
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """os.environ with these values, for the hooks that cookiecutter runs in subprocesses."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def bake_into(output_dir: Path, lock: bool = False, **answers: str) -> Path:
+    """Bake the template with these answers (defaults otherwise) and return the project path;
+    with lock, the first commit holds a uv.lock resolved from the package index."""
+    with environment({} if lock else OFFLINE):
+        return Path(
+            cookiecutter(
+                str(TEMPLATE), no_input=True, extra_context=answers, output_dir=str(output_dir)
+            )
         )
-    )
 
 
 @pytest.fixture
@@ -102,7 +127,7 @@ def git(cwd: Path, *args: str) -> str:
 @pytest.fixture(scope="session")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One baked project with its environment installed, shared by every slow test."""
-    path = bake_into(tmp_path_factory.mktemp("slow"), python_version=RUNNING_PYTHON)
+    path = bake_into(tmp_path_factory.mktemp("slow"), lock=True, python_version=RUNNING_PYTHON)
     run(["make", "setup"], path)
     return path
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TEMPLATE, Bake
+from conftest import ENV, OFFLINE, TEMPLATE, Bake
 
 PYTHON_VERSIONS = ["3.11", "3.12", "3.13"]
 DVC_REMOTES = ["local", "s3", "gs", "azure"]
@@ -46,6 +46,8 @@ MODULES = [
     "serving/service",
     "ops/__init__",
     "ops/bento",
+    "ops/changed",
+    "ops/charts",
     "ops/doctor",
     "ops/drift",
     "ops/image",
@@ -60,6 +62,7 @@ MODULES = [
     "ops/revisions",
     "ops/score",
     "ops/slo",
+    "ops/writeback",
 ]
 TESTS = [
     "conftest",
@@ -81,6 +84,8 @@ TESTS = [
     "serving/test_monitor",
     "serving/test_predict",
     "serving/test_service",
+    "ops/test_changed",
+    "ops/test_charts",
     "ops/test_doctor",
     "ops/test_drift",
     "ops/test_image",
@@ -93,6 +98,7 @@ TESTS = [
     "ops/test_report",
     "ops/test_score",
     "ops/test_slo",
+    "ops/test_writeback",
 ]
 COMMON_FILES = {
     "argocd/kustomization.yaml",
@@ -103,7 +109,6 @@ COMMON_FILES = {
     "deploy/base/deployment.yaml",
     "deploy/base/hpa.yaml",
     "deploy/base/kustomization.yaml",
-    "deploy/base/namespace.yaml",
     "deploy/base/networkpolicy.yaml",
     "deploy/base/pdb.yaml",
     "deploy/base/prometheusrule.yaml",
@@ -267,3 +272,26 @@ def test_first_commit_holds_every_file_but_the_data(bake: Bake) -> None:
         ["git", "status", "--porcelain"], cwd=project, capture_output=True, text=True, check=True
     )
     assert status.stdout == ""
+
+
+def test_a_bake_that_cannot_lock_says_so_in_one_line_and_ci_refuses_it(tmp_path: Path) -> None:
+    baked = subprocess.run(
+        ["cookiecutter", "--no-input", "--output-dir", str(tmp_path), str(TEMPLATE)],
+        capture_output=True,
+        text=True,
+        env=ENV | OFFLINE,
+    )
+    assert baked.returncode == 0, baked.stderr
+    assert [line for line in baked.stdout.splitlines() if "uv.lock" in line] == [
+        "uv.lock is not written (no package index and no cache of it): where PyPI is reachable, "
+        "run `uv lock && git add uv.lock && git commit -m 'Lock the environment'`"
+    ]
+    project = tmp_path / "tumor-classifier"
+    assert not (project / "uv.lock").exists()
+    setup = subprocess.run(
+        ["make", "setup"], cwd=project, capture_output=True, text=True, env=ENV | {"CI": "true"}
+    )
+    assert setup.returncode != 0
+    assert setup.stderr.splitlines()[0] == (
+        "uv.lock is not committed: run `uv lock` where PyPI is reachable and commit uv.lock"
+    )
