@@ -37,7 +37,7 @@ console.log(JSON.stringify(results));
 
 @pytest.fixture(scope="module")
 def charts() -> ModuleType:
-    path = TEMPLATE / "{{cookiecutter.project}}/src/{{cookiecutter.__package}}/charts.py"
+    path = TEMPLATE / "{{cookiecutter.project}}/src/{{cookiecutter.__package}}/ops/charts.py"
     spec = importlib.util.spec_from_file_location("charts", path)
     assert spec is not None
     assert spec.loader is not None
