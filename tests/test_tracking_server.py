@@ -231,8 +231,9 @@ def mlflow_server(
             else:
                 ref = item["valueFrom"]["secretKeyRef"]
                 env[item["name"]] = secret_values[(ref["name"], ref["key"])]
-        env.update({k: v for k, v in site.items() if k in env})
-        return {k: localize(v, spec.get("volumeMounts", [])) for k, v in env.items()}
+        env = {k: localize(v, spec.get("volumeMounts", [])) for k, v in env.items()}
+        # Already this machine's: a folder under /tmp is not the pod's /tmp volume.
+        return env | {k: v for k, v in site.items() if k in env}
 
     server, sidecar = container(objects, "server"), container(objects, "metrics")
     # Loopback and a free port instead of every address and the container's port.
@@ -413,7 +414,7 @@ def test_a_model_trained_registered_and_promoted_on_the_team_server(
     assert seen["metrics"]["accuracy"] == metrics["accuracy"]
     # Artifacts went through the server into its folder, and came back the same model.
     assert seen["artifact_uri"].startswith("mlflow-artifacts:/")
-    assert list(mlflow_server.artifacts.rglob("MLmodel")), sorted(map(str, mlflow_server.artifacts.parent.rglob("*")))[:80]
+    assert list(mlflow_server.artifacts.rglob("MLmodel"))
     assert seen["rows"] > 0
     assert seen["same_predictions"]
     # The metrics sidecar counts the server's requests for Prometheus.
