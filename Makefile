@@ -13,10 +13,17 @@ DEMO_PORT ?= 3123
 BENCH := build/bench
 ROWS ?= 10000 100000 1000000
 
-.PHONY: help demo test test-fast lint bench
+# kind for the end-to-end test, pinned: the release binary, checked against its published SHA-256.
+KIND_VERSION := v0.32.0
+KIND_SHA256_x86_64 := 50030de23cf40a18505f20426f6a8506bedf13c6e509244bd1fa9463721b0f54
+KIND_SHA256_aarch64 := b92cd615e97585de8ddade28ed5cd7feb4248d717c233eea5b03c37298900f5d
+ARCH := $(shell uname -m)
+KIND := build/tools/kind-$(KIND_VERSION)-$(ARCH)
+
+.PHONY: help demo test test-fast lint bench e2e mlflow-lock
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 $(UV):
 	python3 -m pip install --user --quiet uv || python3 -m pip install --user --quiet --break-system-packages uv
@@ -39,15 +46,34 @@ test: $(UV) ## Every tier of the template tests
 test-fast: $(UV) ## The tiers that do not install a baked project
 	$(RUN) pytest -m "not slow"
 
-bench: $(UV) ## Cold and no-op make train, stage import times, stage times as ROWS grow, serving against MLflow (wrk)
+bench: $(UV) ## Cold and no-op make train, stage imports and times as ROWS grow; the image against BentoML's (podman); serving (wrk)
 	rm -rf $(BENCH)
 	$(RUN) cookiecutter --no-input --output-dir $(BENCH) .
-	@# Its own BentoML store, so that the served model is the one this benchmark trained.
-	export BENTOML_HOME=$(abspath $(BENCH))/bentoml && project=$$(echo $(BENCH)/*/) && \
+	@# The project's Makefile keeps its BentoML store in its build/bentoml: the model this benchmark trained.
+	project=$$(echo $(BENCH)/*/) && \
 	  $(MAKE) -C $$project setup && \
 	  $(RUN) python tests/bench_pipeline.py $$project --rows $(ROWS) && \
 	  $(MAKE) -C $$project train register bento && \
+	  $(RUN) python tests/bench_image.py $$project && \
 	  $(RUN) python tests/bench_serving.py $$project
+
+# Exact versions and hashes for the image and the tests, for every Python the template supports.
+mlflow-lock: $(UV) ## Lock the platform's MLflow server: argocd/platform/mlflow/image/requirements.txt
+	cd argocd/platform/mlflow/image && $(UV) pip compile --quiet --upgrade --generate-hashes \
+	  --universal --python-version 3.11 requirements.in -o requirements.txt
 
 lint: $(UV) ## pre-commit on the template itself
 	$(RUN) pre-commit run --all-files --show-diff-on-failure
+
+e2e: $(UV) ## kind + Argo CD: sync a baked project, roll it to a new digest (needs Docker, as on GitHub)
+	@if [ "$$(uname -s)" != Linux ] || ! docker info >/dev/null 2>&1; then \
+	  echo "e2e: skipped, it needs Linux and a Docker engine that answers (as on GitHub's runners)"; \
+	  exit 0; fi; \
+	$(MAKE) $(KIND) && $(RUN) python tests/e2e.py --kind $(abspath $(KIND))
+
+$(KIND):
+	mkdir -p $(@D)
+	curl -fsSL --retry 3 -o $@.download \
+	  https://kind.sigs.k8s.io/dl/$(KIND_VERSION)/kind-linux-$(if $(filter aarch64,$(ARCH)),arm64,amd64)
+	echo "$(KIND_SHA256_$(ARCH))  $@.download" | sha256sum --check --quiet
+	chmod +x $@.download && mv $@.download $@

@@ -1,4 +1,4 @@
-"""Keep the files of the chosen options, make the first commit and print the next commands."""
+"""Keep the chosen options' files, lock the environment, make the first commit, say what next."""
 
 import json
 import re
@@ -41,6 +41,19 @@ def rename_package(package: str, root: Path) -> None:
             path.write_text(word.sub(package, text))
 
 
+def lock() -> str:
+    """Write uv.lock so the first commit pins the environment; empty, or why it could not."""
+    uv = shutil.which("uv")
+    if uv is None:
+        return "uv is not installed"
+    # From the index when it is reachable; else from uv's cache, when it holds every package.
+    for offline in ([], ["--offline"]):
+        done = subprocess.run([uv, "lock", "--quiet", *offline], capture_output=True, text=True)
+        if done.returncode == 0:
+            return ""
+    return "no package index and no cache of it"
+
+
 def git(*args: str) -> None:
     subprocess.run(["git", *args], check=True, capture_output=True)
 
@@ -62,7 +75,13 @@ def first_commit(answers: dict[str, str]) -> bool:
 if __name__ == "__main__":
     switch(ANSWERS, Path.cwd())
     rename_package(ANSWERS["__package"], Path.cwd())
+    unlocked = lock()
     committed = first_commit(ANSWERS)
+    if unlocked:
+        print(
+            f"\nuv.lock is not written ({unlocked}): where PyPI is reachable, run "
+            "`uv lock && git add uv.lock && git commit -m 'Lock the environment'`"
+        )
     print(
         f"\nCreated {ANSWERS['project']}{' with a first git commit' if committed else ''}. Next:\n"
     )

@@ -2,9 +2,14 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
-from collections.abc import Callable
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +25,36 @@ RUNNING_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 Bake = Callable[..., Path]
 
 
-def bake_into(output_dir: Path, **answers: str) -> Path:
-    """Bake the template with these answers (defaults otherwise) and return the project path."""
-    return Path(
-        cookiecutter(
-            str(TEMPLATE), no_input=True, extra_context=answers, output_dir=str(output_dir)
+# What the post-generation hook's `uv lock` sees when a bake is not to be locked: no index and an
+# empty cache, as on a machine offline. The hook then says so in one line and commits no uv.lock,
+# in a second instead of the tens of seconds a resolution takes.
+OFFLINE = {"UV_OFFLINE": "1", "UV_CACHE_DIR": str(Path(tempfile.gettempdir()) / "no-uv-cache")}
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """os.environ with these values, for the hooks that cookiecutter runs in subprocesses."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def bake_into(output_dir: Path, lock: bool = False, **answers: str) -> Path:
+    """Bake the template with these answers (defaults otherwise) and return the project path;
+    with lock, the first commit holds a uv.lock resolved from the package index."""
+    with environment({} if lock else OFFLINE):
+        return Path(
+            cookiecutter(
+                str(TEMPLATE), no_input=True, extra_context=answers, output_dir=str(output_dir)
+            )
         )
-    )
 
 
 @pytest.fixture
@@ -45,13 +73,37 @@ ENV = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"} 
 
 
 def run(
-    cmd: list[str], cwd: Path, timeout: float = 900, check: bool = True
+    cmd: list[str],
+    cwd: Path,
+    timeout: float = 900,
+    check: bool = True,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a command; unless check is False, fail the test with its output when it fails."""
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=ENV)
+    """Run a command (env added to ENV); unless check is False, fail the test when it fails."""
+    result = subprocess.run(
+        cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=ENV | (env or {})
+    )
     if check and result.returncode != 0:
         pytest.fail(f"{' '.join(cmd)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def post(url: str, body: bytes) -> tuple[int, dict[str, object]]:
+    """POST a JSON body to the service's /predict: the status and the decoded answer."""
+    request = urllib.request.Request(
+        f"{url}/predict", data=body, headers={"content-type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
 
 
 # Commits in baked projects: a fixed identity, no signing, none of the machine's hooks.
@@ -75,7 +127,7 @@ def git(cwd: Path, *args: str) -> str:
 @pytest.fixture(scope="session")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One baked project with its environment installed, shared by every slow test."""
-    path = bake_into(tmp_path_factory.mktemp("slow"), python_version=RUNNING_PYTHON)
+    path = bake_into(tmp_path_factory.mktemp("slow"), lock=True, python_version=RUNNING_PYTHON)
     run(["make", "setup"], path)
     return path
 

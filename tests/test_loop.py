@@ -1,11 +1,13 @@
 """Loop (slow): the life of a generated repository, offline, through the targets its workflows call.
 
 A bare repository stands in for GitHub; every step runs the make target that the named workflow
-runs, and the test first checks, in the workflow's YAML, that the workflow does call it.
+runs, and the test first checks, in the workflow's YAML, that the workflow does call it. Local
+folders stand in for the DVC remote and its quarantine; other clones for forks and teammates.
 """
 
 import json
 import re
+import shutil
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -46,11 +48,27 @@ class Repository:
             }
 
     def step(
-        self, workflow: str, target: str, *args: str, check: bool = True
+        self,
+        workflow: str,
+        target: str,
+        *args: str,
+        check: bool = True,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run the target as the workflow does; fail if the workflow does not call it."""
         assert target in self.targets[workflow], f"{workflow} does not run make {target}"
-        return run(["make", target, *args], self.path, check=check)
+        return run(["make", target, *args], self.path, check=check, env=env)
+
+    def script(self, workflow: str, condition: str) -> str:
+        """The shell of the workflow's step whose `if` says condition."""
+        jobs = yaml.safe_load((self.path / ".github/workflows" / workflow).read_text())["jobs"]
+        (found,) = [
+            step["run"]
+            for job in jobs.values()
+            for step in job.get("steps", [])
+            if condition in str(step.get("if", ""))
+        ]
+        return str(found)
 
     def git(self, *args: str) -> str:
         return git(self.path, *args)
@@ -75,57 +93,131 @@ def json_of(path: Path) -> Any:
 
 
 def test_the_life_of_a_repository(tmp_path_factory: pytest.TempPathFactory) -> None:
-    # 1. A team starts a repository; a bare repository stands in for GitHub.
+    # 1. A team starts a repository; a bare repository stands in for GitHub. The bake committed
+    #    the lock; the team points the DVC remote and its quarantine at its storage.
     root = tmp_path_factory.mktemp("loop")
-    repo = Repository(bake_into(root, **ANSWERS))
+    repo = Repository(bake_into(root, lock=True, **ANSWERS))
+    assert (
+        repo.git("log", "--format=%s", "--", "uv.lock").split("\n")[0]
+        == "Start from the MLOps template"
+    )
     origin = root / "origin.git"
     run(["git", "init", "--quiet", "--bare", "--initial-branch=main", str(origin)], root)
     repo.git("remote", "add", "origin", str(origin))
     assert (repo.path / "src/churn_guard/pipeline/train.py").is_file()
-
-    # 2. Set up, train and push main (ci.yml sets up; train.yml trains and records the results).
     repo.step("ci.yml", "setup")
+    dvc = ["uv", "run", "--locked", "dvc"]
+    run([*dvc, "remote", "modify", "local", "url", str(root / "remote")], repo.path)
+    run([*dvc, "remote", "modify", "pr", "url", str(root / "remote-pr")], repo.path)
+    repo.commit("Keep the data in the team's storage")
+
+    # 2. Main's first model: trained, its outputs in the remote, its results committed.
     repo.step("train.yml", "train")
-    repo.step("train.yml", "push")
-    repo.git("add", "uv.lock")
+    repo.step("release.yml", "push")
     repo.step("train.yml", "commit-results")
     repo.git("push", "--quiet", "origin", "main")
     champion = json_of(repo.path / "reports/metrics.json")
 
-    # 3. A pull request changes a hyperparameter; its report compares it with main.
+    # 3. A pull request that changes no input of the pipeline trains nothing; one that changes a
+    #    hyperparameter trains, may push only to the quarantine, and reports against main.
+    repo.git("switch", "--quiet", "--create", "docs")
+    (repo.path / "NOTES.md").write_text("How we work.\n")
+    repo.commit("Notes")
+    assert "nothing to train" in repo.step("train.yml", "changed", "BASE=main").stdout
+    repo.git("switch", "--quiet", "main")
     repo.git("switch", "--quiet", "--create", "tune")
-    params = repo.path / "params.yaml"
-    params.write_text(
-        params.read_text().replace("class_weight: [null, balanced]", "class_weight: [balanced]")
-    )
+    tune(repo.path / "params.yaml", "class_weight: [null, balanced]", "class_weight: [balanced]")
+    repo.commit("Tune the class weights")
+    changed = repo.step("train.yml", "changed", "BASE=main").stdout
+    assert "the pipeline's inputs changed since main: params.yaml" in changed
     repo.step("train.yml", "train")
-    repo.step("train.yml", "push")
+    repo.step("train.yml", "push", "REMOTE=pr")
     repo.step("train.yml", "commit-results")
     repo.step("train.yml", "report", "BASE=main")
     report = (repo.path / "reports/pr/report.md").read_text()
     assert "train.search.space.class_weight" in report
     assert "passes the gate" in report.split("\n\n")[1]
     assert "accuracy" in report
+    assert report.count("```mermaid\n") == 3  # drawn by GitHub in the comment, no image to host
     repo.git("push", "--quiet", "origin", "tune")
 
-    # 4. The merge releases: the Bento, the registry, and the digest written into staging.
+    # 4. A fork's pull request that changes the pipeline: the required check fails, saying how a
+    #    maintainer trains it, instead of passing untrained.
+    fork = root / "fork"
+    run(["git", "clone", "--quiet", "--branch", "main", str(origin), str(fork)], root)
+    tune(fork / "params.yaml", "test_size: 0.2", "test_size: 0.25")
+    git(fork, "commit", "--quiet", "--all", "--message", "A contributor's split")
+    repo.git("fetch", "--quiet", str(fork), "main:fork-7")
+    repo.git("switch", "--quiet", "fork-7")
+    outputs = root / "github_output"
+    repo.step("train.yml", "changed", "BASE=main", env={"GITHUB_OUTPUT": str(outputs)})
+    assert outputs.read_text() == "pipeline=true\n"
+    refused = run(
+        ["bash", "-c", repo.script("train.yml", "env.UNTRUSTED == 'true'")],
+        repo.path,
+        check=False,
+        env={"PR": "7"},
+    )
+    assert refused.returncode == 1
+    assert refused.stdout.startswith("::error title=Train this change from a branch::")
+    assert "`gh pr checkout 7 && git push origin HEAD:train/pr-7`" in refused.stdout
+    repo.git("push", "--quiet", "origin", "fork-7:train/pr-7")  # the maintainer's way to green
+
+    # 5. The merge releases on a fresh runner: what the pull request trained comes from the
+    #    quarantine, is checked against dvc.lock and pushed to the remote; the image is
+    #    registered; meanwhile a teammate merges; the write-back still lands on main, once.
     repo.git("switch", "--quiet", "main")
     repo.git("merge", "--quiet", "--no-ff", "tune", "--message", "Merge the tuning")
+    repo.git("push", "--quiet", "origin", "main")
+    # A fresh runner: no DVC cache, no data, no pipeline output (git ignores them all).
+    shutil.rmtree(repo.path / ".dvc/cache")
+    repo.git("clean", "-fdXq", "data", "models")
+    assert not (repo.path / "models/model.joblib").exists()
     repo.step("release.yml", "pull")
+    repo.step("release.yml", "status")
+    repo.step("release.yml", "push")
+    remote_status = run([*dvc, "status", "--cloud", "--remote", "local", "--json"], repo.path)
+    assert json.loads(remote_status.stdout) == {}
     repo.step("release.yml", "bento")
     first = f"{IMAGE}@{DIGESTS[0]}"
     repo.step("release.yml", "register", "ALIAS=staging", f"IMAGE={first}")
-    repo.step("release.yml", "set-image", "ENV=staging", f"IMAGE={first}")
-    repo.step("release.yml", "manifests")
-    release = repo.commit(f"deploy(staging): {DIGESTS[0]}")
-    repo.git("push", "--quiet", "origin", "main")
+    teammate = root / "teammate"
+    run(["git", "clone", "--quiet", str(origin), str(teammate)], root)
+    (teammate / "CONTRIBUTING.md").write_text("Open a pull request.\n")
+    git(teammate, "add", "--all")
+    git(teammate, "commit", "--quiet", "--message", "Merged while the release built")
+    git(teammate, "push", "--quiet", "origin", "main")
+    deployed = repo.step("release.yml", "deploy", "ENV=staging", f"IMAGE={first}", env=RELEASER)
+    assert f"pushed deploy(staging) to main: {first}" in deployed.stdout
+    log = git(origin, "log", "--format=%s", "main").splitlines()
+    assert log[:3] == [
+        f"deploy(staging): {DIGESTS[0]}",
+        "Merged while the release built",
+        "Merge the tuning",
+    ]
+    rerun = repo.step("release.yml", "deploy", "ENV=staging", f"IMAGE={first}", env=RELEASER)
+    assert f"main already deploys {first} to staging: nothing to commit" in rerun.stdout
+    assert git(origin, "log", "--format=%s", "main").splitlines() == log
+    repo.git("checkout", "--quiet", "-B", "main", "origin/main")
+    release = repo.git("rev-parse", "HEAD").strip()
     assert repo.rendered_image("staging") == first
     application = yaml.safe_load((repo.path / "argocd/staging.yaml").read_text())
     assert application["spec"]["source"]["path"] == "deploy/overlays/staging"
     assert application["spec"]["source"]["targetRevision"] in {"main", "HEAD"}
     assert application["spec"]["source"]["repoURL"] == "https://github.com/Acme-ML/churn-guard"
 
-    # 5. Promotion: a reviewed change copies the digest to production; the alias follows.
+    # 6. Main holding changes nobody trained together is never released: the release says so.
+    tune(repo.path / "params.yaml", "test_size: 0.2", "test_size: 0.3")
+    repo.commit("A merge that took one side's params and the other's dvc.lock")
+    untested = repo.step("release.yml", "status", check=False)
+    assert untested.returncode != 0
+    assert (
+        "dvc.lock does not describe this commit: split (changed deps params.yaml:split"
+        in untested.stderr
+    )
+    repo.git("reset", "--quiet", "--hard", "origin/main")
+
+    # 7. Promotion: a reviewed change copies the digest to production; the alias follows.
     repo.step("promote.yml", "promote")
     repo.step("promote.yml", "manifests")
     repo.commit("deploy(production): promote the staging image")
@@ -135,7 +227,7 @@ def test_the_life_of_a_repository(tmp_path_factory: pytest.TempPathFactory) -> N
         aliases = dict(db.execute("select alias, version from registered_model_aliases"))
     assert aliases["production"] == aliases["staging"]
 
-    # 6. The world drifts: make drift says so, and the retrain path opens a branch.
+    # 8. The world drifts: make drift says so, and the retrain path opens a branch.
     run(["uv", "run", "--locked", "python", "-c", DRIFTED], repo.path)
     drifted = repo.step("monitor.yml", "drift", "CURRENT=build/drifted.csv", check=False)
     assert drifted.returncode != 0, drifted.stdout
@@ -145,21 +237,37 @@ def test_the_life_of_a_repository(tmp_path_factory: pytest.TempPathFactory) -> N
     repo.git("switch", "--quiet", "--create", "retrain")
     repo.step("retrain.yml", "refresh", "SOURCE=build/fresh.csv")
     repo.step("retrain.yml", "train")
-    repo.step("retrain.yml", "push")
+    repo.step("retrain.yml", "push", "REMOTE=pr")
     repo.commit("retrain: fresh data, dvc.lock and reports")
     assert (repo.path / "dvc.lock").read_text() != lock
     assert json_of(repo.path / "reports/metrics.json") != champion
     assert "retrain" in repo.git("branch", "--list", "retrain")
 
-    # 7. A bad release is rolled back by reverting its commit.
+    # 9. A bad release is rolled back by reverting its commit.
     repo.git("switch", "--quiet", "main")
     second = f"{IMAGE}@{DIGESTS[1]}"
-    repo.step("release.yml", "set-image", "ENV=staging", f"IMAGE={second}")
-    bad = repo.commit(f"deploy(staging): {DIGESTS[1]}")
+    repo.step("release.yml", "deploy", "ENV=staging", f"IMAGE={second}", env=RELEASER)
+    repo.git("checkout", "--quiet", "-B", "main", "origin/main")
+    bad = repo.git("rev-parse", "HEAD").strip()
     assert repo.rendered_image("staging") == second
     repo.git("revert", "--no-edit", bad)
     assert repo.rendered_image("staging") == first
     assert release in repo.git("log", "--format=%H")
+
+
+def tune(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new))
+
+
+# The identity the release's deploy job commits with (its App's, through git's own variables).
+RELEASER = {
+    "GIT_AUTHOR_NAME": "churn-guard-deployer[bot]",
+    "GIT_AUTHOR_EMAIL": "deployer@example.org",
+    "GIT_COMMITTER_NAME": "churn-guard-deployer[bot]",
+    "GIT_COMMITTER_EMAIL": "deployer@example.org",
+}
 
 
 # Drifted requests (every size measurement reads 30 % high) and a fresh export of the data for the

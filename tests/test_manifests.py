@@ -218,8 +218,8 @@ def test_make_manifests_passes(
     result = make_manifests(baked(**answers), tools, checkov=answers in (DEFAULTS, LONGEST))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        "deploy/overlays/production: 10 objects valid",
-        "deploy/overlays/staging: 10 objects valid",
+        "deploy/overlays/production: 9 objects valid",
+        "deploy/overlays/staging: 9 objects valid",
         "argocd: 2 applications sync overlays that render",
     ]
 
@@ -264,12 +264,8 @@ def test_names_images_and_repository_follow_the_answers(
     owner = answers.get("github_owner", "example-org")
     objects = rendered(project, kustomize)
     for env in ENVIRONMENTS:
-        assert one(objects[env], "Namespace")["metadata"]["name"] == f"{name}-{env}"
-        assert {obj["metadata"]["name"] for obj in objects[env]} == {
-            f"{name}-{env}",
-            name,
-            f"{name}-dashboard",
-        }
+        assert {obj["metadata"]["namespace"] for obj in objects[env]} == {f"{name}-{env}"}
+        assert {obj["metadata"]["name"] for obj in objects[env]} == {name, f"{name}-dashboard"}
         container = one(objects[env], "Deployment")["spec"]["template"]["spec"]["containers"][0]
         assert container["image"] == f"ghcr.io/{owner.lower()}/{name}@sha256:{'0' * 64}"
     for app in [obj for obj in objects["argocd"] if obj["kind"] == "Application"]:
@@ -280,9 +276,12 @@ def test_restricted_profile_holds(
     baked: Callable[..., Path], kustomize: Callable[[Path], list[Object]]
 ) -> None:
     objects = rendered(baked(), kustomize)
-    for env in ENVIRONMENTS:
-        labels = one(objects[env], "Namespace")["metadata"]["labels"]
+    for app in [obj for obj in objects["argocd"] if obj["kind"] == "Application"]:
+        # The namespace is Argo CD's to create, with these labels: no overlay renders one.
+        labels = app["spec"]["syncPolicy"]["managedNamespaceMetadata"]["labels"]
         assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    for env in ENVIRONMENTS:
+        assert all("namespace" in obj["metadata"] for obj in objects[env])
         deployment = one(objects[env], "Deployment")
         assert "replicas" not in deployment["spec"]
         pod = deployment["spec"]["template"]["spec"]
@@ -407,12 +406,9 @@ def test_applications_sync_overlays_that_exist(
         for env in ENVIRONMENTS
         for obj in objects[env]
     }
-    allowed = {
-        (kind["group"], kind["kind"])
-        for key in ("clusterResourceWhitelist", "namespaceResourceWhitelist")
-        for kind in appproject[key]
-    }
+    allowed = {(kind["group"], kind["kind"]) for kind in appproject["namespaceResourceWhitelist"]}
     assert deployed == allowed  # exactly the kinds it deploys
+    assert "clusterResourceWhitelist" not in appproject  # nothing cluster-scoped
 
 
 def test_platform_applicationset_creates_both_environments_of_a_generated_repository(
@@ -422,7 +418,9 @@ def test_platform_applicationset_creates_both_environments_of_a_generated_reposi
 ) -> None:
     project = baked()
     platform = kustomize(PLATFORM)
-    appset, appproject = one(platform, "ApplicationSet")["spec"], one(platform, "AppProject")
+    appset = one(platform, "ApplicationSet")["spec"]
+    # The projects' AppProject; the platform's own services have another (mlflow.yaml).
+    appproject = one([o for o in platform if o["metadata"]["name"] == "mlops"], "AppProject")
     (scm, environments) = appset["generators"][0]["matrix"]["generators"]
     (repository_filter,) = scm["scmProvider"]["filters"]
     assert all((project / path).is_file() for path in repository_filter["pathsExist"])
@@ -448,7 +446,12 @@ def test_platform_applicationset_creates_both_environments_of_a_generated_reposi
         assert crd_problems([application]) == []
         spec = application["spec"]
         overlay = kustomize(project / spec["source"]["path"])
-        assert spec["destination"]["namespace"] == one(overlay, "Namespace")["metadata"]["name"]
+        namespace = f"{project.name}-{env}"
+        assert {obj["metadata"]["namespace"] for obj in overlay} == {namespace}
+        assert spec["destination"]["namespace"] == spec["source"]["kustomize"]["namespace"]
+        assert spec["destination"]["namespace"] == namespace
+        labels = spec["syncPolicy"]["managedNamespaceMetadata"]["labels"]
+        assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
         assert spec["project"] == appproject["metadata"]["name"]
         allowed = appproject["spec"]
         assert any(fnmatch(spec["source"]["repoURL"], repo) for repo in allowed["sourceRepos"])
@@ -456,12 +459,36 @@ def test_platform_applicationset_creates_both_environments_of_a_generated_reposi
             fnmatch(spec["destination"]["namespace"], d["namespace"])
             for d in allowed["destinations"]
         )
-        kinds = {
-            (kind["group"], kind["kind"])
-            for key in ("clusterResourceWhitelist", "namespaceResourceWhitelist")
-            for kind in allowed[key]
-        }
+        kinds = {(kind["group"], kind["kind"]) for kind in allowed["namespaceResourceWhitelist"]}
         assert {(obj["apiVersion"].rpartition("/")[0], obj["kind"]) for obj in overlay} <= kinds
+    assert "clusterResourceWhitelist" not in appproject["spec"]  # no repository makes namespaces
+
+
+def test_a_repository_cannot_deploy_into_another_repositorys_namespace(
+    baked: Callable[..., Path], kustomize: Callable[[Path], list[Object]], tmp_path: Path
+) -> None:
+    """An overlay that names another team's namespace, alone and on one of its objects, renders
+    into its own once Argo CD sets the ApplicationSet's kustomize namespace, as it does."""
+    overlay = tmp_path / "project"
+    shutil.copytree(baked(), overlay, ignore=shutil.ignore_patterns(".git"))
+    staging = overlay / "deploy/overlays/staging"
+    kustomization = yaml.safe_load((staging / "kustomization.yaml").read_text())
+    kustomization["namespace"] = "payments-staging"
+    (staging / "extra.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\n  namespace: payments-staging\n"
+    )
+    kustomization["resources"].append("extra.yaml")
+    (staging / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    assert {obj["metadata"]["namespace"] for obj in kustomize(staging)} == {"payments-staging"}
+    template = one(kustomize(PLATFORM), "ApplicationSet")["spec"]["template"]
+    forced = (
+        template["spec"]["source"]["kustomize"]["namespace"]
+        .replace("{{ .repository }}", overlay.name)
+        .replace("{{ .env }}", "staging")
+    )
+    kustomization["namespace"] = forced  # what `kustomize edit set namespace` does in Argo CD
+    (staging / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    assert {obj["metadata"]["namespace"] for obj in kustomize(staging)} == {"project-staging"}
 
 
 def applicationset_problems(project: Path, platform: list[Object]) -> list[str]:
@@ -508,7 +535,8 @@ def test_platform_organization_is_set_in_one_place(
         appset["generators"][0]["matrix"]["generators"][0]["scmProvider"]["github"]["organization"]
         == "acme"
     )
-    assert one(platform, "AppProject")["spec"]["sourceRepos"] == ["https://github.com/acme/*"]
+    projects = [o for o in platform if o["metadata"]["name"] == "mlops"]
+    assert one(projects, "AppProject")["spec"]["sourceRepos"] == ["https://github.com/acme/*"]
     assert "example-org" not in json.dumps(platform)
 
 

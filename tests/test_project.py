@@ -22,8 +22,13 @@ def md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
-def test_setup_writes_the_lock_the_git_hook_and_caches_the_data(project: Path) -> None:
-    assert (project / "uv.lock").is_file()
+def test_the_first_commit_holds_the_lock(project: Path) -> None:
+    log = run(["git", "log", "--format=%s", "--", "uv.lock"], project).stdout.splitlines()
+    assert log == ["Start from the MLOps template"]
+    run(["uv", "lock", "--locked", "--offline"], project)  # and it is current
+
+
+def test_setup_installs_the_git_hook_and_caches_the_data(project: Path) -> None:
     assert (project / ".venv").is_dir()
     assert (project / ".git/hooks/pre-commit").is_file()
     digest = md5(project / "data/raw.csv")

@@ -5,12 +5,13 @@ import itertools
 import json
 import re
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TEMPLATE, Bake
+from conftest import ENV, OFFLINE, TEMPLATE, Bake
 
 PYTHON_VERSIONS = ["3.11", "3.12", "3.13"]
 DVC_REMOTES = ["local", "s3", "gs", "azure"]
@@ -47,8 +48,11 @@ MODULES = [
     "serving/transport",
     "ops/__init__",
     "ops/bento",
+    "ops/changed",
+    "ops/charts",
     "ops/doctor",
     "ops/drift",
+    "ops/image",
     "ops/loadtest",
     "ops/manifests",
     "ops/overlays",
@@ -60,6 +64,7 @@ MODULES = [
     "ops/revisions",
     "ops/score",
     "ops/slo",
+    "ops/writeback",
 ]
 TESTS = [
     "conftest",
@@ -81,8 +86,11 @@ TESTS = [
     "serving/test_monitor",
     "serving/test_predict",
     "serving/test_service",
+    "ops/test_changed",
+    "ops/test_charts",
     "ops/test_doctor",
     "ops/test_drift",
+    "ops/test_image",
     "ops/test_loadtest",
     "ops/test_manifests",
     "ops/test_overlays",
@@ -92,6 +100,7 @@ TESTS = [
     "ops/test_report",
     "ops/test_score",
     "ops/test_slo",
+    "ops/test_writeback",
 ]
 COMMON_FILES = {
     "argocd/kustomization.yaml",
@@ -102,7 +111,6 @@ COMMON_FILES = {
     "deploy/base/deployment.yaml",
     "deploy/base/hpa.yaml",
     "deploy/base/kustomization.yaml",
-    "deploy/base/namespace.yaml",
     "deploy/base/networkpolicy.yaml",
     "deploy/base/pdb.yaml",
     "deploy/base/prometheusrule.yaml",
@@ -216,6 +224,18 @@ def test_generated_code_is_ruff_clean(bake: Bake) -> None:
         assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("python_version", PYTHON_VERSIONS)
+def test_the_dockerfile_passes_hadolint(bake: Bake, python_version: str) -> None:
+    dockerfile = bake(python_version=python_version) / "deploy/image/Dockerfile"
+    hadolint = str(Path(sys.executable).parent / "hadolint")
+    result = subprocess.run([hadolint, str(dockerfile)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+    # A compiler installed the careless way is refused: the check is live.
+    dockerfile.write_text(dockerfile.read_text() + "RUN apt-get install gcc\n")
+    result = subprocess.run([hadolint, str(dockerfile)], capture_output=True, text=True)
+    assert "DL3008" in result.stdout
+
+
 def test_python_modules_hold_no_jinja() -> None:
     modules = list((TEMPLATE / "{{cookiecutter.project}}").rglob("*.py"))
     assert modules
@@ -254,3 +274,26 @@ def test_first_commit_holds_every_file_but_the_data(bake: Bake) -> None:
         ["git", "status", "--porcelain"], cwd=project, capture_output=True, text=True, check=True
     )
     assert status.stdout == ""
+
+
+def test_a_bake_that_cannot_lock_says_so_in_one_line_and_ci_refuses_it(tmp_path: Path) -> None:
+    baked = subprocess.run(
+        ["cookiecutter", "--no-input", "--output-dir", str(tmp_path), str(TEMPLATE)],
+        capture_output=True,
+        text=True,
+        env=ENV | OFFLINE,
+    )
+    assert baked.returncode == 0, baked.stderr
+    assert [line for line in baked.stdout.splitlines() if "uv.lock" in line] == [
+        "uv.lock is not written (no package index and no cache of it): where PyPI is reachable, "
+        "run `uv lock && git add uv.lock && git commit -m 'Lock the environment'`"
+    ]
+    project = tmp_path / "tumor-classifier"
+    assert not (project / "uv.lock").exists()
+    setup = subprocess.run(
+        ["make", "setup"], cwd=project, capture_output=True, text=True, env=ENV | {"CI": "true"}
+    )
+    assert setup.returncode != 0
+    assert setup.stderr.splitlines()[0] == (
+        "uv.lock is not committed: run `uv lock` where PyPI is reachable and commit uv.lock"
+    )

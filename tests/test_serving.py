@@ -3,35 +3,16 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ENV, run
+from conftest import ENV, free_port, post, run
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def post(url: str, body: bytes) -> tuple[int, dict[str, object]]:
-    request = urllib.request.Request(
-        f"{url}/predict", data=body, headers={"content-type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 def start(cmd: list[str], cwd: Path, log: Path, **env: str) -> tuple[subprocess.Popen[bytes], str]:

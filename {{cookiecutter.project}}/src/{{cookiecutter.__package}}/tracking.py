@@ -41,10 +41,13 @@ def start() -> None:
         mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", NAME))
     except (MlflowException, OSError) as error:
         reason = str(error).splitlines()[0][:200]
-        raise UserError(
-            f"MLflow tracking store {uri} is unusable ({reason}); fix MLFLOW_TRACKING_URI "
-            "or unset it to track in mlflow.db"
-        ) from None
+        refused = isinstance(error, MlflowException) and error.get_http_status_code() in (401, 403)
+        fix = (
+            "set MLFLOW_TRACKING_TOKEN to <user>:<password> of a user of that server"
+            if refused
+            else "fix MLFLOW_TRACKING_URI or unset it to track in mlflow.db"
+        )
+        raise UserError(f"MLflow tracking store {uri} is unusable ({reason}); {fix}") from None
 
 
 def find_model(model_md5: str) -> str | None:

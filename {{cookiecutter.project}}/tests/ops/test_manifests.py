@@ -36,8 +36,8 @@ def snapshot(root: Path) -> dict[Path, bytes]:
 
 def test_shipped_manifests_pass(project: Path) -> None:
     assert manifests.manifests(project) == [
-        "deploy/overlays/production: 10 objects valid",
-        "deploy/overlays/staging: 10 objects valid",
+        "deploy/overlays/production: 9 objects valid",
+        "deploy/overlays/staging: 9 objects valid",
         "argocd: 2 applications sync overlays that render",
     ]
 
@@ -130,6 +130,18 @@ def test_each_breach_of_the_profile_is_reported(
             "  - pdb.yaml\n  - missing.yaml\n",
             "missing.yaml",
         ),
+        (
+            "argocd/staging.yaml",
+            "pod-security.kubernetes.io/enforce: restricted",
+            "pod-security.kubernetes.io/enforce: baseline",
+            "Application/{name}-staging: creates its namespace without enforcing the restricted",
+        ),
+        (
+            "deploy/overlays/staging/kustomization.yaml",
+            "namespace: {name}-staging\n",
+            "",
+            "fieldPath `metadata.namespace` is missing",  # no namespace for the alert rules
+        ),
     ],
 )
 def test_a_broken_manifest_fails_in_one_line(
@@ -140,6 +152,20 @@ def test_a_broken_manifest_fails_in_one_line(
         manifests.manifests(project)
     assert problem.replace("{name}", NAME) in str(error.value)
     assert "\n" not in str(error.value)
+
+
+def test_an_overlay_may_not_render_its_namespace(project: Path) -> None:
+    # Argo CD creates the namespace: a Namespace object is cluster-scoped, which no project allows.
+    (project / "deploy/base/namespace.yaml").write_text(
+        f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {NAME}\n"
+    )
+    edit(
+        project / "deploy/base/kustomization.yaml",
+        "  - pdb.yaml\n",
+        "  - pdb.yaml\n  - namespace.yaml\n",
+    )
+    with pytest.raises(UserError, match=rf"renders Namespace/{NAME}-staging without a namespace"):
+        manifests.manifests(project)
 
 
 def test_dashboard_ships_as_json_for_the_grafana_sidecar(project: Path) -> None:
@@ -157,12 +183,6 @@ def test_applications_sync_both_overlays_automatically() -> None:
         policy = app["spec"]["syncPolicy"]
         assert policy["automated"] == {"prune": True, "selfHeal": True}
         assert "CreateNamespace=true" in policy["syncOptions"]
+        labels = policy["managedNamespaceMetadata"]["labels"]
+        assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
         assert policy["retry"]["limit"] > 0
-
-
-def test_image_runs_the_python_of_the_lock_as_bentoml_user() -> None:
-    dockerfile = (ROOT / "deploy/image/Dockerfile").read_text()
-    python = (ROOT / ".python-version").read_text().strip()
-    bases = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("FROM ")]
-    assert bases == [f"python:{python}-slim-bookworm"] * 2
-    assert "USER 1034:1034" in dockerfile

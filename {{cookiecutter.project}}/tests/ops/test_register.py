@@ -178,3 +178,19 @@ def test_promotion_moves_the_alias_to_the_version_an_image_serves(
     }
     with pytest.raises(UserError, match=r"no version of .* is tagged with image"):
         register.main(["alias", "--alias", "production", "--image", IMAGE.replace("ab", "cd")])
+
+
+def test_a_client_that_lost_a_registration_race_keeps_one_version(
+    store: str, pipeline_outputs: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register.main(pipeline_outputs)  # another client registers the file first
+    # This client looked before that version existed, so it registers the file too.
+    monkeypatch.setattr(register, "version_of", lambda client, model_md5: None)
+    register.main([*pipeline_outputs, "--alias", "production"])
+    client = MlflowClient()
+    (version,) = client.search_model_versions(f"name = '{tracking.NAME}'")
+    assert str(version.version) == "1"
+    assert client.get_registered_model(tracking.NAME).aliases == {
+        "staging": version.version,
+        "production": version.version,
+    }

@@ -185,8 +185,16 @@ def test_a_better_challenger_shows_what_changed_and_why(repo: Path, project_para
     assert "split/train.parquet" not in md  # the hash of data/split covers it
     for name in ["metrics", "roc", "precision_recall"]:
         assert Path(f"reports/pr/{name}.png").read_bytes().startswith(b"\x89PNG")
-        assert f"]({name}.png)" in md
-    assert "![ROC curves of `main` and the workspace](roc.png)" in md
+    # GitHub draws Mermaid in the comment; a relative image link would be broken there.
+    assert "](" not in md.split("### Plots")[1]
+    assert md.count("```mermaid\n") == 3
+    assert 'title "Test-set metrics: workspace (blue bars), main (orange line)"' in md
+    assert "    bar [0.97, 0.96, 0.95, 0.96, 0.99, 0.08]" in md
+    assert 'title "ROC: workspace (blue), main (orange)"' in md
+    assert (
+        "The same plots as PNG: `metrics.png`, `roc.png`, `precision_recall.png`, beside this "
+        "report (in CI, the run's artifact)."
+    ) in md
 
 
 def test_a_challenger_failing_the_gate_gets_its_verdict_without_the_gate_stage(

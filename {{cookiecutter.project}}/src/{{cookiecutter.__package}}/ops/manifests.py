@@ -112,14 +112,25 @@ def rule_problems(rule: Object, namespace: str) -> list[str]:
 
 
 def overlay_problems(objects: list[Object]) -> list[str]:
-    """Schemas, the restricted profile, the HPA's ownership of replicas, alert rules, dashboards."""
-    namespaces = [obj for obj in objects if obj["kind"] == "Namespace"]
+    """One namespace, nothing cluster-scoped, schemas, the restricted profile, the HPA's ownership
+    of replicas, alert rules, dashboards."""
+    unplaced = [
+        f"{o['kind']}/{o['metadata']['name']}" for o in objects if "namespace" not in o["metadata"]
+    ]
+    if unplaced:
+        # Argo CD creates the namespace (managedNamespaceMetadata): the project allows no
+        # cluster-scoped kind, so that no repository can create or relabel a namespace.
+        return [
+            f"renders {', '.join(unplaced)} without a namespace: a cluster-scoped kind, which "
+            "Argo CD may not sync here, or an overlay without `namespace:`"
+        ]
+    namespaces = {obj["metadata"]["namespace"] for obj in objects}
     if len(namespaces) != 1:
-        return [f"renders {len(namespaces)} Namespaces, not one"]
-    namespace = namespaces[0]["metadata"]
+        return [
+            f"renders into {len(namespaces)} namespaces ({', '.join(sorted(namespaces))}), not one"
+        ]
+    namespace = namespaces.pop()
     problems = []
-    if namespace.get("labels", {}).get("pod-security.kubernetes.io/enforce") != "restricted":
-        problems.append(f"Namespace/{namespace['name']}: does not enforce the restricted profile")
     scaled = {
         (hpa["spec"]["scaleTargetRef"]["kind"], hpa["spec"]["scaleTargetRef"]["name"])
         for hpa in objects
@@ -128,8 +139,6 @@ def overlay_problems(objects: list[Object]) -> list[str]:
     for obj in objects:
         kind, meta, spec = obj["kind"], obj["metadata"], obj.get("spec", {})
         found = schema_problems(obj)
-        if kind != "Namespace" and meta.get("namespace") != namespace["name"]:
-            found.append(f"not in namespace {namespace['name']}")
         if "template" in spec:
             found += pod_problems(spec["template"]["spec"])
             if (kind, meta["name"]) in scaled and "replicas" in spec:
@@ -139,7 +148,7 @@ def overlay_problems(objects: list[Object]) -> list[str]:
                 problem
                 for group in spec["groups"]
                 for rule in group["rules"]
-                for problem in rule_problems(rule, namespace["name"])
+                for problem in rule_problems(rule, namespace)
             ]
         for key, value in obj.get("data", {}).items() if kind == "ConfigMap" else ():
             if key.endswith(".json"):
@@ -164,10 +173,18 @@ def application_problems(
     objects = overlays.get(source["path"].strip("/"))
     if objects is None:
         return [f"path {source['path']} is not an overlay ({', '.join(sorted(overlays))})"]
-    namespace = next(obj["metadata"]["name"] for obj in objects if obj["kind"] == "Namespace")
+    namespace = next(
+        (o["metadata"]["namespace"] for o in objects if "namespace" in o["metadata"]), ""
+    )
     problems = []
     if destination.get("namespace") != namespace:
         problems.append(f"destination namespace {destination.get('namespace')} is not {namespace}")
+    sync = spec.get("syncPolicy", {})
+    if "CreateNamespace=true" not in sync.get("syncOptions", []):
+        problems.append("does not create its namespace (syncOptions CreateNamespace=true)")
+    labels = sync.get("managedNamespaceMetadata", {}).get("labels", {})
+    if labels.get("pod-security.kubernetes.io/enforce") != "restricted":
+        problems.append("creates its namespace without enforcing the restricted profile")
     project = projects.get(spec["project"])
     if project is None:
         return [*problems, f"project {spec['project']} is not defined"]
@@ -181,12 +198,9 @@ def application_problems(
     ):
         problems.append(f"project {spec['project']} does not allow destination {namespace}")
     for obj in objects:
-        whitelist = (
-            "namespaceResourceWhitelist"
-            if "namespace" in obj["metadata"]
-            else "clusterResourceWhitelist"
-        )
-        if {"group": group_of(obj), "kind": obj["kind"]} not in allowed.get(whitelist, []):
+        if {"group": group_of(obj), "kind": obj["kind"]} not in allowed.get(
+            "namespaceResourceWhitelist", []
+        ):
             problems.append(f"project {spec['project']} does not allow {obj['kind']}")
     return problems
 

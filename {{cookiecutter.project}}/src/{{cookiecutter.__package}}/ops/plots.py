@@ -1,9 +1,11 @@
-"""The PR report's PNGs: the champion and the challenger on the same axes."""
+"""The PR report's plots: Mermaid charts for the comment and PNGs beside it, champion and challenger
+on the same axes."""
 
 import math
 from pathlib import Path
 
 from .. import figures
+from . import charts
 from .revisions import CURVES, Side, union
 
 
@@ -48,16 +50,17 @@ def plot_curve(name: str, champion: Side, challenger: Side, path: Path) -> bool:
 
 
 def plots(champion: Side, challenger: Side, out: Path) -> list[str]:
-    """The PNGs, with alt text: the comment may not render them, the tables hold every number."""
-    alt = {
-        "metrics": f"test-set metrics of `{champion.label}` and the workspace, side by side",
-        "roc": f"ROC curves of `{champion.label}` and the workspace",
-        "precision_recall": f"precision-recall curves of `{champion.label}` and the workspace",
-    }
+    """Mermaid charts, which GitHub draws in the comment, and the same plots as PNG files."""
     drawn = {"metrics": plot_metrics(champion, challenger, out / "metrics.png")}
     drawn |= {n: plot_curve(n, champion, challenger, out / f"{n}.png") for n in CURVES}
     for name, done in drawn.items():
         if not done:  # no stale picture from an earlier run
             (out / f"{name}.png").unlink(missing_ok=True)
-    images = [f"![{alt[n]}]({n}.png)" for n, done in drawn.items() if done]
-    return ["### Plots\n", " ".join(images) + "\n"] if images else []
+    mermaid = charts.drawings(
+        champion.scores(), challenger.scores(), champion.curves, challenger.curves, champion.label
+    )
+    pngs = ", ".join(f"`{n}.png`" for n, done in drawn.items() if done)
+    if not pngs:
+        return []
+    note = f"The same plots as PNG: {pngs}, beside this report (in CI, the run's artifact).\n"
+    return ["### Plots\n", *mermaid, note]

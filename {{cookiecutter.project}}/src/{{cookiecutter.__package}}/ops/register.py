@@ -22,12 +22,26 @@ def lineage(model: Path, data_dvc: Path, metrics: Path) -> dict[str, str]:
     return tags
 
 
-def version_of(client: MlflowClient, model_md5: str) -> ModelVersion | None:
-    """The registered version of exactly this model file, if there is one."""
+def versions_of(client: MlflowClient, model_md5: str) -> list[ModelVersion]:
+    """The registered versions of exactly this model file, oldest first."""
     found = client.search_model_versions(
         f"name = '{tracking.NAME}' and tags.model_md5 = '{model_md5}'"
     )
+    return sorted(found, key=lambda version: int(version.version))
+
+
+def version_of(client: MlflowClient, model_md5: str) -> ModelVersion | None:
+    """The registered version of exactly this model file, if there is one."""
+    found = versions_of(client, model_md5)
     return found[0] if found else None
+
+
+def keep_oldest(client: MlflowClient, mine: ModelVersion, model_md5: str) -> ModelVersion:
+    """One version per model file, even when two clients registered it at once: the oldest stays."""
+    oldest = versions_of(client, model_md5)[0]
+    if str(oldest.version) != str(mine.version):
+        client.delete_model_version(tracking.NAME, mine.version)
+    return oldest
 
 
 def register(model: Path, tags: dict[str, str], alias: str, image: str | None) -> ModelVersion:
@@ -47,7 +61,9 @@ def register(model: Path, tags: dict[str, str], alias: str, image: str | None) -
                     tags={"model_md5": tags["model_md5"]},
                     skops_trusted_types=["numpy.dtype"],
                 ).model_uri
-        version = mlflow.register_model(uri, tracking.NAME, tags=tags)
+        mine = mlflow.register_model(uri, tracking.NAME, tags=tags)
+        # The registry numbers versions in order; a client that lost the race deletes its own.
+        version = keep_oldest(client, mine, tags["model_md5"])
     if image:
         client.set_model_version_tag(tracking.NAME, version.version, "image", image)
     client.set_registered_model_alias(tracking.NAME, alias, version.version)
