@@ -102,7 +102,8 @@ def test_the_bento_ships_the_shared_modules_and_serving_alone(bento: Path) -> No
         f"print(importlib.util.find_spec('{package}.pipeline'), "
         f"importlib.util.find_spec('{package}.ops'))"
     )
-    result = run([str(bento / ".venv/bin/python"), "-c", code], bento)
+    store = {"BENTOML_HOME": str(bento / "build/bentoml")}  # where make bento put the model
+    result = run([str(bento / ".venv/bin/python"), "-c", code], bento, env=store)
     assert result.stdout.splitlines() == [str(shipped["serving/service.py"]), "None None"]
 
 
