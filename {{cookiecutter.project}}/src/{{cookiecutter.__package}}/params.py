@@ -87,7 +87,9 @@ class SloParams(Section):
 class ServeParams(Section):
     max_records: int = Field(ge=1)
     max_body_bytes: int = Field(ge=1024)
+    read_timeout: float = Field(gt=0)
     accept_unseen_categories: bool
+    out_of_range: Literal["refuse", "flag"] = "refuse"
     slo: SloParams
 
 
