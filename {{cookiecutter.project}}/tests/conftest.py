@@ -158,11 +158,23 @@ class Served:
     test: pd.DataFrame  # rows the model did not train on
 
 
+@dataclass(frozen=True)
+class Stored:
+    folder: Path  # the model, its ONNX export, schema and params, and BENTOML_HOME holding them
+    test: pd.DataFrame  # rows the model did not train on
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment of a process that loads the model from BentoML's store."""
+        home = str(self.folder / "bentoml")
+        return {**os.environ, "BENTOML_HOME": home, "BENTOML_DO_NOT_TRACK": "true"}
+
+
 @pytest.fixture(scope="session")
-def served(
+def stored(
     customers: pd.DataFrame, customers_params: Params, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Served]:
-    """A real `bentoml serve` on 127.0.0.1, serving a model of the customers table."""
+) -> Stored:
+    """A model of the customers table in BentoML's store, as `make bento` puts it there."""
     folder = tmp_path_factory.mktemp("served")
     write_params(folder, customers_params)
     schema = validate.infer(customers, customers_params.data, 0.1)
@@ -179,7 +191,7 @@ def served(
     numeric, _ = feature_columns(list(customers.columns), p.data)
     stats = reference.statistics(rows, numeric, p.reference)
     (folder / "stats.json").write_text(json.dumps(stats))
-    env = {**os.environ, "BENTOML_HOME": str(folder / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
+    result = Stored(folder, test_rows)
     subprocess.run(
         [
             sys.executable,
@@ -191,10 +203,17 @@ def served(
             "stats.json",
         ],
         cwd=folder,
-        env=env,
+        env=result.env,
         check=True,
         capture_output=True,
     )
+    return result
+
+
+@pytest.fixture(scope="session")
+def served(stored: Stored) -> Iterator[Served]:
+    """A real `bentoml serve` on 127.0.0.1, serving a model of the customers table."""
+    folder, env = stored.folder, stored.env
     port = free_port()
     log = folder / "serve.log"
     with log.open("wb") as out:
@@ -219,7 +238,7 @@ def served(
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(f"{url}/readyz", server, log, 90)
-        yield Served(url, folder, test_rows)
+        yield Served(url, folder, stored.test)
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
