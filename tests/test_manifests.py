@@ -57,7 +57,12 @@ ALERTS = {
 # CD's CRDs (v2.14.11): later ones are generated from its Go types instead, and need Node 22. The
 # fields used here are the same in Argo CD 3. prometheus-operator 5.0.1 compiles the CRDs of
 # Prometheus Operator v0.90.1.
-CRD_PACKAGES = ("@kubernetes-models/argo-cd@2.7.2", "@kubernetes-models/prometheus-operator@5.0.1")
+# argo-rollouts 2.0.0 compiles the CRDs of Argo Rollouts v1.8 (its Rollout, AnalysisTemplate, ...).
+CRD_PACKAGES = (
+    "@kubernetes-models/argo-cd@2.7.2",
+    "@kubernetes-models/argo-rollouts@2.0.0",
+    "@kubernetes-models/prometheus-operator@5.0.1",
+)
 CRD_GROUPS = ("argoproj.io", "monitoring.coreos.com")
 # Skipped checkov checks, each with its reason on the object: a new skip is a reviewed decision.
 CHECKOV_SKIPS = {"CKV_K8S_15", "CKV_K8S_40"}
@@ -327,8 +332,58 @@ def test_custom_resources_match_their_crd_schemas(
         "AppProject",
         "Application",
         "ApplicationSet",
+        "Rollout",
+        "AnalysisTemplate",
     }
     assert crd_problems(objects) == []
+
+
+def test_the_canary_is_judged_by_series_the_service_exports_against_the_slo(
+    baked: Callable[..., Path],
+    kustomize: Callable[[Path], list[Object]],
+    crd_problems: Callable[[list[Object]], list[str]],
+) -> None:
+    project = baked()
+    params = params_of(project)
+    thresholds = {
+        "error-rate": params["serve"]["slo"]["error_rate"],
+        "p99-latency": params["serve"]["slo"]["p99_ms"] / 1000,
+    }
+    objects = rendered(project, kustomize)
+    for env in ENVIRONMENTS:
+        rollout, template = one(objects[env], "Rollout"), one(objects[env], "AnalysisTemplate")
+        deployment, hpa = (
+            one(objects[env], "Deployment"),
+            one(objects[env], "HorizontalPodAutoscaler"),
+        )
+        assert rollout["spec"]["workloadRef"]["name"] == deployment["metadata"]["name"]
+        assert hpa["spec"]["scaleTargetRef"]["kind"] == "Rollout"
+        steps = rollout["spec"]["strategy"]["canary"]["steps"]
+        assert [s["setWeight"] for s in steps if "setWeight" in s] == [10, 50]
+        judged = [s["analysis"]["templates"][0]["templateName"] for s in steps if "analysis" in s]
+        assert judged == [template["metadata"]["name"]] * 2
+        conditions = {m["name"]: m["successCondition"] for m in template["spec"]["metrics"]}
+        assert set(conditions) == set(thresholds)
+        for name, condition in conditions.items():
+            assert float(condition.rpartition(" <= ")[2]) == pytest.approx(thresholds[name])
+        for metric in template["spec"]["metrics"]:
+            query = metric["provider"]["prometheus"]["query"]
+            assert set(re.findall(r'namespace="([^"]*)"', query)) == {f"{project.name}-{env}"}
+            assert "{{args.canary-hash}}" in query
+            assert metric_names(query) <= set(SERIES), metric["name"]
+    # Rollout's and AnalysisTemplate's schemas refuse what Argo Rollouts would refuse.
+    rollout, template = (
+        one(objects["staging"], "Rollout"),
+        one(objects["staging"], "AnalysisTemplate"),
+    )
+    rollout["spec"]["strategy"]["canary"]["steps"][0]["setWeight"] = "ten"
+    template["spec"]["metrics"][0]["provider"]["prometheus"]["querry"] = "up"
+    assert crd_problems([rollout, template]) == [
+        f"Rollout/{rollout['metadata']['name']}: data/spec/strategy/canary/steps/0/setWeight "
+        "must be integer",
+        f"AnalysisTemplate/{template['metadata']['name']}: unknown field "
+        "spec.metrics.0.provider.prometheus.querry",
+    ]
 
 
 def test_crd_validation_reports_wrong_types_and_unknown_fields(

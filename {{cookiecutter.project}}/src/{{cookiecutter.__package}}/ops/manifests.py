@@ -136,6 +136,14 @@ def overlay_problems(objects: list[Object]) -> list[str]:
         for hpa in objects
         if hpa["kind"] == "HorizontalPodAutoscaler"
     }
+    # A Rollout runs a Deployment's template (workloadRef) and scales that Deployment itself.
+    scaled |= {
+        (rollout["spec"]["workloadRef"]["kind"], rollout["spec"]["workloadRef"]["name"])
+        for rollout in objects
+        if rollout["kind"] == "Rollout"
+        and ("Rollout", rollout["metadata"]["name"]) in scaled
+        and "workloadRef" in rollout["spec"]
+    }
     for obj in objects:
         kind, meta, spec = obj["kind"], obj["metadata"], obj.get("spec", {})
         found = schema_problems(obj)
