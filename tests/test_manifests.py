@@ -84,6 +84,7 @@ VARIANTS = [
 ]
 PLATFORM = TEMPLATE / "argocd/platform"
 INSTALL = TEMPLATE / "argocd/install"
+ROLLOUTS = TEMPLATE / "argocd/rollouts"
 
 Object = dict[str, Any]
 
@@ -348,6 +349,7 @@ def test_the_canary_is_judged_by_series_the_service_exports_against_the_slo(
     thresholds = {
         "error-rate": params["serve"]["slo"]["error_rate"],
         "p99-latency": params["serve"]["slo"]["p99_ms"] / 1000,
+        "rejected-rate": params["serve"]["slo"]["rejected_rate"],
     }
     objects = rendered(project, kustomize)
     for env in ENVIRONMENTS:
@@ -614,6 +616,25 @@ def test_argocd_install_is_pinned_and_renders(
     assert one(kustomize(PLATFORM), "ApplicationSet")["metadata"]["namespace"] == "argocd"
 
 
+def test_argo_rollouts_install_is_pinned_and_renders(
+    tmp_path: Path, kustomize: Callable[[Path], list[Object]]
+) -> None:
+    kustomization = yaml.safe_load((ROLLOUTS / "kustomization.yaml").read_text())
+    (remote,) = [r for r in kustomization["resources"] if r.startswith("https://")]
+    version = re.fullmatch(
+        r"https://github\.com/argoproj/argo-rollouts/releases/download/(v\d+\.\d+\.\d+)/install\.yaml",
+        remote,
+    )
+    assert version
+    assert f"Argo Rollouts (`{version[1]}`)" in (TEMPLATE / "argocd/README.md").read_text()
+    shutil.copytree(ROLLOUTS, tmp_path / "rollouts")
+    kustomization["resources"].remove(remote)
+    (tmp_path / "rollouts/kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    (namespace,) = kustomize(tmp_path / "rollouts")
+    assert namespace["metadata"]["name"] == kustomization["namespace"] == "argo-rollouts"
+    kubernetes_validate.validate(namespace, KUBERNETES_VERSION, strict=True)
+
+
 def test_cluster_setup_guide_matches_the_manifests(
     kustomize: Callable[[Path], list[Object]],
 ) -> None:
@@ -621,7 +642,7 @@ def test_cluster_setup_guide_matches_the_manifests(
     remote = yaml.safe_load((INSTALL / "kustomization.yaml").read_text())["resources"][-1]
     assert f"(`{remote.split('/')[5]}`)" in guide  # the pinned version
     folders = re.findall(r"kubectl apply .*-k (argocd/\w+)", guide)
-    assert folders == ["argocd/install", "argocd/platform"]
+    assert folders == ["argocd/install", "argocd/rollouts", "argocd/platform"]
     assert all((TEMPLATE / folder / "kustomization.yaml").is_file() for folder in folders)
     appset = one(kustomize(PLATFORM), "ApplicationSet")["spec"]
     scm = appset["generators"][0]["matrix"]["generators"][0]["scmProvider"]
