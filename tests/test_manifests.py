@@ -686,7 +686,11 @@ def test_alerts_read_exported_metrics_against_the_thresholds_of_params(
         "ModelFeatureDrift": params["drift"]["psi_alert"],
     }
     for env in ENVIRONMENTS:
-        rule = one(objects[env], "PrometheusRule")
+        (rule,) = [
+            obj
+            for obj in objects[env]
+            if obj["kind"] == "PrometheusRule" and obj["metadata"]["name"] == project.name
+        ]
         rules = {r["alert"]: r for group in rule["spec"]["groups"] for r in group["rules"]}
         assert set(rules) == ALERTS
         for name, alert in rules.items():
@@ -697,6 +701,33 @@ def test_alerts_read_exported_metrics_against_the_thresholds_of_params(
             assert alert["labels"]["severity"] in {"critical", "warning"}
             if name in thresholds:
                 assert float(alert["expr"].rpartition(" > ")[2]) == pytest.approx(thresholds[name])
+
+
+def test_batch_alerts_read_kube_state_metrics_of_its_cronjob(
+    baked: Callable[..., Path], kustomize: Callable[[Path], list[Object]]
+) -> None:
+    project = baked()
+    objects = rendered(project, kustomize)
+    for env in ENVIRONMENTS:
+        cronjob = one(objects[env], "CronJob")
+        assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+        job = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        deployment = one(objects[env], "Deployment")["spec"]["template"]["spec"]
+        assert job["containers"][0]["image"] == deployment["containers"][0]["image"]
+        assert job["securityContext"] == deployment["securityContext"]
+        (rule,) = [
+            obj
+            for obj in objects[env]
+            if obj["kind"] == "PrometheusRule" and obj["metadata"]["name"].endswith("-batch")
+        ]
+        rules = {r["alert"]: r["expr"] for r in rule["spec"]["groups"][0]["rules"]}
+        assert set(rules) == {"BatchJobFailed", "BatchRunMissed"}
+        name = cronjob["metadata"]["name"]
+        assert f'job_name=~"{name}-.*"' in rules["BatchJobFailed"]
+        assert f'cronjob="{name}"' in rules["BatchRunMissed"]
+        assert metric_names(rules["BatchJobFailed"]) == {"kube_job_status_failed"}
+        for expr in rules.values():
+            assert set(re.findall(r'namespace="([^"]*)"', expr)) == {f"{project.name}-{env}"}
 
 
 def test_metric_names_reads_promql() -> None:

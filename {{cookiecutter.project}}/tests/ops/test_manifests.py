@@ -36,8 +36,8 @@ def snapshot(root: Path) -> dict[Path, bytes]:
 
 def test_shipped_manifests_pass(project: Path) -> None:
     assert manifests.manifests(project) == [
-        "deploy/overlays/production: 11 objects valid",
-        "deploy/overlays/staging: 11 objects valid",
+        "deploy/overlays/production: 13 objects valid",
+        "deploy/overlays/staging: 13 objects valid",
         "argocd: 2 applications sync overlays that render",
     ]
 

@@ -16,7 +16,6 @@ import signal
 import socket
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import redis as sync_redis
@@ -27,8 +26,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from .. import NAME, cli, contract
+from . import bundle
 from .monitor import OnlineDrift
-from .predict import Predictor
 
 RECORDS = Counter("stream_records", "Stream entries handled, by outcome", ["outcome"])
 LAG = Gauge("stream_lag", "Entries of the input stream not yet delivered to the consumer group")
@@ -60,16 +59,16 @@ class Streams:
 
 
 class Model:
-    """What the service loads from BentoML's store, applied to stream entries."""
+    """What the service loads, applied to stream entries."""
 
-    def __init__(self, folder: Path) -> None:
-        settings: dict[str, Any] = json.loads((folder / "serve.json").read_text())
-        self.features = contract.load_text((folder / "contract.json").read_text())
-        self.record = contract.record_model(self.features, settings["accept_unseen_categories"])
-        self.predictor = Predictor(self.features, folder / "model.joblib", folder / "model.onnx")
-        self.version: str = settings["model_version"]
-        stats = json.loads((folder / "reference.json").read_text())
-        self.drift = OnlineDrift(self.features, stats, settings["window"])
+    def __init__(self, stored: bundle.Bundle) -> None:
+        self.features = stored.features
+        accept_unseen = stored.settings["accept_unseen_categories"]
+        self.record = contract.record_model(self.features, accept_unseen)
+        self.predictor = stored.predictor
+        self.version = stored.version
+        stats = json.loads((stored.folder / "reference.json").read_text())
+        self.drift = OnlineDrift(self.features, stats, stored.settings["window"])
 
     def parse(self, fields: dict[str, str]) -> BaseModel:
         """The entry's record, or ValueError with one line that says what is wrong with it."""
@@ -186,17 +185,6 @@ async def run(url: str, model: Model, streams: Streams, consumer: str, **options
     print(f"stream: {consumer} stopped", flush=True)
 
 
-def stored_model() -> Path:
-    """The folder of the newest model `make bento` stored, as the service loads it."""
-    import bentoml
-    from bentoml.exceptions import NotFound
-
-    try:
-        return Path(bentoml.models.get(f"{NAME}:latest").path)
-    except NotFound:
-        raise cli.UserError(f"no model {NAME} in BentoML's store: run `make bento`") from None
-
-
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="stream", description=__doc__)
     env = os.environ.get
@@ -218,7 +206,7 @@ def main(argv: list[str]) -> None:
         raise cli.UserError(
             f"cannot reach the broker at {args.url} ({error}): start it or set REDIS_URL"
         ) from None
-    model = Model(stored_model())
+    model = Model(bundle.load())
     INFO.labels(model_version=model.version, backend=model.predictor.backend).set(1)
     start_http_server(args.metrics_port)
     streams = Streams(args.input, args.output, args.dead_letter, args.group)
