@@ -14,6 +14,7 @@ import { pathToFileURL } from "node:url";
 const PACKAGES = {
   "argoproj.io": "@kubernetes-models/argo-cd",
   "monitoring.coreos.com": "@kubernetes-models/prometheus-operator",
+  "keda.sh": "@kubernetes-models/keda",
 };
 // Argo Rollouts shares Argo CD's API group: its kinds come from their own package.
 const ROLLOUTS = new Set(["Rollout", "AnalysisTemplate", "ClusterAnalysisTemplate", "AnalysisRun", "Experiment"]);

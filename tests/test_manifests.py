@@ -57,13 +57,15 @@ ALERTS = {
 # CD's CRDs (v2.14.11): later ones are generated from its Go types instead, and need Node 22. The
 # fields used here are the same in Argo CD 3. prometheus-operator 5.0.1 compiles the CRDs of
 # Prometheus Operator v0.90.1.
-# argo-rollouts 2.0.0 compiles the CRDs of Argo Rollouts v1.8 (its Rollout, AnalysisTemplate, ...).
+# argo-rollouts 2.0.0 compiles the CRDs of Argo Rollouts v1.8 (its Rollout, AnalysisTemplate, ...);
+# keda 2.0.0 KEDA's ScaledObject (the stream consumer's component).
 CRD_PACKAGES = (
     "@kubernetes-models/argo-cd@2.7.2",
     "@kubernetes-models/argo-rollouts@2.0.0",
+    "@kubernetes-models/keda@2.0.0",
     "@kubernetes-models/prometheus-operator@5.0.1",
 )
-CRD_GROUPS = ("argoproj.io", "monitoring.coreos.com")
+CRD_GROUPS = ("argoproj.io", "monitoring.coreos.com", "keda.sh")
 # Skipped checkov checks, each with its reason on the object: a new skip is a reviewed decision.
 CHECKOV_SKIPS = {"CKV_K8S_15", "CKV_K8S_40"}
 
@@ -386,6 +388,25 @@ def test_the_canary_is_judged_by_series_the_service_exports_against_the_slo(
         f"AnalysisTemplate/{template['metadata']['name']}: unknown field "
         "spec.metrics.0.provider.prometheus.querry",
     ]
+
+
+def test_the_stream_component_matches_its_crd_schemas(
+    baked: Callable[..., Path],
+    kustomize: Callable[[Path], list[Object]],
+    crd_problems: Callable[[list[Object]], list[str]],
+    tmp_path: Path,
+) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(baked() / "deploy", project / "deploy")
+    overlay = project / "deploy/overlays/staging/kustomization.yaml"
+    overlay.write_text(overlay.read_text() + "components:\n  - ../../components/stream\n")
+    objects = custom(kustomize(overlay.parent))
+    kinds = {obj["kind"] for obj in objects}
+    assert {"ScaledObject", "PodMonitor"} <= kinds
+    assert crd_problems(objects) == []
+    (scaled,) = [obj for obj in objects if obj["kind"] == "ScaledObject"]
+    scaled["spec"]["triggers"][0]["metadata"] = "lag"
+    assert crd_problems([scaled]) != []
 
 
 def test_crd_validation_reports_wrong_types_and_unknown_fields(

@@ -24,8 +24,8 @@ ARGOCD = Path("argocd")
 # of that version would refuse.
 KUBERNETES_VERSION = "1.33"
 # kubernetes-validate knows the core kinds only; the template's tests validate these custom
-# resources against the CRDs of Prometheus Operator and Argo CD.
-CRD_GROUPS = {"monitoring.coreos.com", "argoproj.io"}
+# resources against the CRDs of Prometheus Operator, Argo CD, Argo Rollouts and KEDA.
+CRD_GROUPS = {"monitoring.coreos.com", "argoproj.io", "keda.sh"}
 
 # Pod Security Standards, restricted profile: the volume types it allows.
 RESTRICTED_VOLUMES = {
