@@ -134,6 +134,7 @@ COMMON_FILES = {
     "deploy/overlays/staging/kustomization.yaml",
     "deploy/components/stream/deployment.yaml",
     "deploy/components/stream/kustomization.yaml",
+    "deploy/components/stream/networkpolicy.yaml",
     "deploy/components/stream/podmonitor.yaml",
     "deploy/components/stream/scaledobject.yaml",
     "deploy/transformers/image-to-jobs.yaml",
