@@ -40,6 +40,10 @@ EXPORTED_METRICS = {
     "model_info": "gauge",
     "model_rejected_requests_total": "counter",
     "model_feature_drift": "gauge",
+    # The stream consumer's (components/stream): entries by outcome, the group's lag and pending.
+    "stream_records_total": "counter",
+    "stream_lag": "gauge",
+    "stream_pending": "gauge",
 }
 SERIES = {
     f"{family}{suffix}": family
