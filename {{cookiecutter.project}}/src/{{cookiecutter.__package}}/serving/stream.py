@@ -32,7 +32,7 @@ from .monitor import OnlineDrift
 RECORDS = Counter("stream_records", "Stream entries handled, by outcome", ["outcome"])
 LAG = Gauge("stream_lag", "Entries of the input stream not yet delivered to the consumer group")
 PENDING = Gauge("stream_pending", "Entries delivered to the consumer group but not acknowledged")
-# The service's names: the same dashboard panels and drift alert read the stream's pods.
+# The service's names: its queries read the stream's pods too, under job <project>-stream.
 PREDICTIONS = Counter("model_predictions", "Predictions served, by class", ["class"])
 DRIFT = Gauge(
     "model_feature_drift",
