@@ -230,8 +230,8 @@ def test_make_manifests_passes(
     result = make_manifests(baked(**answers), tools, checkov=answers in (DEFAULTS, LONGEST))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        "deploy/overlays/production: 9 objects valid",
-        "deploy/overlays/staging: 9 objects valid",
+        "deploy/overlays/production: 13 objects valid",
+        "deploy/overlays/staging: 13 objects valid",
         "argocd: 2 applications sync overlays that render",
     ]
 
