@@ -53,6 +53,7 @@ def test_a_table_breaking_the_contract_is_one_line_and_writes_nothing(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["night.csv"]
     missing = run(stored, str(tmp_path / "none.csv"))
     assert missing.stderr == f"batch: {tmp_path / 'none.csv'}: no such table\n"
+    assert run(stored, "").stderr == "batch: no table: give its URL, or set BATCH_TABLE\n"
 
 
 def test_the_image_reads_the_model_packed_in_the_bento(

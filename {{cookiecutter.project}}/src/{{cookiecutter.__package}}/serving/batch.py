@@ -49,9 +49,10 @@ def write(frame: pd.DataFrame, url: str) -> None:
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="batch", description=__doc__)
-    parser.add_argument("table", nargs="?", default=os.environ.get("BATCH_TABLE"))
+    parser.add_argument("table", nargs="?", help="its URL or path (default: BATCH_TABLE)")
     args = parser.parse_args(argv)
-    table: str | None = args.table
+    # `make batch` passes an empty TABLE when none is given: the CronJob's BATCH_TABLE then.
+    table: str | None = args.table or os.environ.get("BATCH_TABLE")
     if not table:
         raise cli.UserError("no table: give its URL, or set BATCH_TABLE")
     if not table.endswith(SUFFIXES):
