@@ -277,7 +277,13 @@ def test_names_images_and_repository_follow_the_answers(
     objects = rendered(project, kustomize)
     for env in ENVIRONMENTS:
         assert {obj["metadata"]["namespace"] for obj in objects[env]} == {f"{name}-{env}"}
-        assert {obj["metadata"]["name"] for obj in objects[env]} == {name, f"{name}-dashboard"}
+        assert {obj["metadata"]["name"] for obj in objects[env]} == {
+            name,
+            f"{name}-dashboard",
+            f"{name}-batch",  # the CronJob and its alerts; a CronJob may have 52 characters
+            f"{name}-canary",
+        }
+        assert len(one(objects[env], "CronJob")["metadata"]["name"]) <= 52
         container = one(objects[env], "Deployment")["spec"]["template"]["spec"]["containers"][0]
         assert container["image"] == f"ghcr.io/{owner.lower()}/{name}@sha256:{'0' * 64}"
     for app in [obj for obj in objects["argocd"] if obj["kind"] == "Application"]:
