@@ -43,6 +43,8 @@ def test_tests_pass_on_a_fresh_bake(project: Path) -> None:
     result = run(["make", "test"], project)
     assert " passed" in result.stdout
     assert " failed" not in result.stdout
+    # The real-broker tier skips only where redis-server is missing; .ci/run installs it.
+    assert "SKIPPED" not in result.stdout or "redis-server not installed" not in result.stdout
 
 
 def test_train_runs_every_stage_and_passes_the_gate(trained: Path) -> None:

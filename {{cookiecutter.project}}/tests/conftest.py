@@ -159,6 +159,18 @@ class Served:
     test: pd.DataFrame  # rows the model did not train on
 
 
+@dataclass(frozen=True)
+class Stored:
+    folder: Path  # the model, its ONNX export, schema and params, and BENTOML_HOME holding them
+    test: pd.DataFrame  # rows the model did not train on
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment of a process that loads the model from BentoML's store."""
+        home = str(self.folder / "bentoml")
+        return {**os.environ, "BENTOML_HOME": home, "BENTOML_DO_NOT_TRACK": "true"}
+
+
 def build(table: pd.DataFrame, p: Params, folder: Path) -> pd.DataFrame:
     """Train a model of the table into folder, with all that `make bento` stores (schema, ONNX
     export, reference statistics) and the params; return the rows it did not train on."""
@@ -179,21 +191,31 @@ def build(table: pd.DataFrame, p: Params, folder: Path) -> pd.DataFrame:
     return test_rows
 
 
-@contextmanager
-def serve(folder: Path) -> Iterator[str]:
-    """A real `bentoml serve` on 127.0.0.1 of the model built in folder, stored in a BentoML home
-    of its own there; its output goes to folder/serve.log."""
-    env = {**os.environ, "BENTOML_HOME": str(folder / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
-    stored = ["model.joblib", "onnx", "schema.yaml", "stats.json"]
+def store(table: pd.DataFrame, p: Params, folder: Path) -> Stored:
+    """A model of the table built into folder and put in a BentoML store of its own there, as
+    `make bento` puts it in the project's."""
+    stored = Stored(folder, build(table, p, folder))
     subprocess.run(
-        [sys.executable, "-m", "tumor_classifier.ops.bento", *stored],
+        [
+            sys.executable,
+            "-m",
+            "tumor_classifier.ops.bento",
+            *["model.joblib", "onnx", "schema.yaml", "stats.json"],
+        ],
         cwd=folder,
-        env=env,
+        env=stored.env,
         check=True,
         capture_output=True,
     )
+    return stored
+
+
+@contextmanager
+def serve(stored: Stored) -> Iterator[str]:
+    """A real `bentoml serve` on 127.0.0.1 of a stored model; its output goes to serve.log beside
+    the model."""
     port = free_port()
-    log = folder / "serve.log"
+    log = stored.folder / "serve.log"
     service = "tumor_classifier.serving.service:Classifier"
     with log.open("wb") as out:
         server = subprocess.Popen(
@@ -209,7 +231,7 @@ def serve(folder: Path) -> Iterator[str]:
                 str(port),
             ],
             cwd=ROOT,
-            env=env,
+            env=stored.env,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -231,15 +253,19 @@ def serving(p: Params, out_of_range: str) -> Params:
 
 
 @pytest.fixture(scope="session")
-def served(
+def stored(
     customers: pd.DataFrame, customers_params: Params, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Served]:
-    """The service as shipped (numbers outside their range refused), with a customers model:
-    categories, nulls and an identifier column."""
-    folder = tmp_path_factory.mktemp("served")
-    test_rows = build(customers, serving(customers_params, "refuse"), folder)
-    with serve(folder) as url:
-        yield Served(url, folder, test_rows)
+) -> Stored:
+    """A customers model (categories, nulls and an identifier column) in BentoML's store, with the
+    shipped range policy: numbers outside their range refused."""
+    return store(customers, serving(customers_params, "refuse"), tmp_path_factory.mktemp("served"))
+
+
+@pytest.fixture(scope="session")
+def served(stored: Stored) -> Iterator[Served]:
+    """The service as shipped, serving the stored customers model."""
+    with serve(stored) as url:
+        yield Served(url, stored.folder, stored.test)
 
 
 @pytest.fixture(scope="session")
@@ -248,7 +274,6 @@ def flagging(
 ) -> Iterator[Served]:
     """A wine model served with serve.out_of_range: flag. Thirteen numbers: near the float32
     limit they overflow inside ONNX Runtime into NaN probabilities."""
-    folder = tmp_path_factory.mktemp("flagging")
-    test_rows = build(wine, serving(wine_params, "flag"), folder)
-    with serve(folder) as url:
-        yield Served(url, folder, test_rows)
+    flagged = store(wine, serving(wine_params, "flag"), tmp_path_factory.mktemp("flagging"))
+    with serve(flagged) as url:
+        yield Served(url, flagged.folder, flagged.test)

@@ -82,6 +82,7 @@ class ExportParams(Section):
 class SloParams(Section):
     p99_ms: float = Field(gt=0)
     error_rate: float = Field(ge=0, le=1)
+    rejected_rate: float = Field(ge=0, le=1)
 
 
 class ServeParams(Section):
