@@ -36,7 +36,10 @@ def call(
     parts = urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
     try:
-        connection.request("GET" if body is None else "POST", path, body, headers or {})
+        try:
+            connection.request("GET" if body is None else "POST", path, body, headers or {})
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the service answered before taking the whole body (a 413): read that answer
         response = connection.getresponse()
         data = response.read()
         head = {k.lower(): v for k, v in response.getheaders()}
