@@ -77,6 +77,8 @@ def test_shifted_requests_fail_with_the_drifted_features(
     result = json.loads((project / "out/drift.json").read_text())
     assert result["drift"] is True
     assert result["checks"]["features"] is False
+    # Prediction bias, the quality signal that needs no labels: the mix of predicted classes moved.
+    assert result["checks"]["prediction"] is False
     assert {c for c in result["drifted"] if c.startswith("mean_")} == {
         c for c in result["scores"] if c.startswith("mean_")
     }

@@ -16,8 +16,6 @@ PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 PACKAGE = "tumor_classifier"
 
 
-@pytest.mark.score("D6")
-@pytest.mark.score("I3")
 @pytest.mark.parametrize("stage", list(PIPELINE["stages"]))
 def test_one_stage_one_module_one_params_section_one_test_file(stage: str) -> None:
     spec = PIPELINE["stages"][stage]
@@ -28,6 +26,7 @@ def test_one_stage_one_module_one_params_section_one_test_file(stage: str) -> No
     assert {name.split(".")[0] for name in spec.get("params", [])} <= set(PARAMS)
 
 
+@pytest.mark.score("D6")
 @pytest.mark.parametrize(
     ("dataset", "p"), [("customers", "customers_params"), ("wine", "wine_params")]
 )
