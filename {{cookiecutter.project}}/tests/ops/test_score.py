@@ -93,6 +93,11 @@ def test_the_junit_report_holds_each_marked_tests_outcome_and_assertions(tmp_pat
         False,
         'no test marked score("I3") ran',
     )
+    # A run of some tests only says nothing of the others: it is refused, not scored.
+    for chosen in (["-k", "real"], ["tests/test_items.py"]):
+        partial = pytest_run(tmp_path, *chosen)
+        with pytest.raises(UserError, match="holds the results of some tests only"):
+            score.results(partial)
 
 
 def replace_bodies(path: Path, body: str) -> None:
@@ -126,7 +131,7 @@ def test_the_gates_items_score_only_while_their_real_tests_pass(
         shutil.copy(ROOT / name, tmp_path / name)
     if body:
         replace_bodies(tmp_path / "tests/pipeline/test_gate.py", body)
-    found = score.results(pytest_run(tmp_path, "tests/pipeline/test_gate.py"))
+    found = score.results(pytest_run(tmp_path))
     for item in ("M5", "M6", "I4"):
         held, seen = score.verdict(tmp_path, "tests", found, item, {})
         assert held is (body is None), (item, seen)

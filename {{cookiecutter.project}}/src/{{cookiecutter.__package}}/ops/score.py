@@ -56,6 +56,7 @@ SECTIONS = sections()
 # The recording half: a pytest plugin.
 
 ASSERTED = pytest.StashKey[int]()
+DESELECTED = pytest.StashKey[int]()
 
 
 def computed(expression: str) -> bool:
@@ -73,12 +74,24 @@ def pytest_assertion_pass(item: pytest.Item, lineno: int, orig: str, expl: str) 
         item.stash[ASSERTED] = item.stash.get(ASSERTED, 0) + 1
 
 
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    if items:
+        config = items[0].config
+        config.stash[DESELECTED] = config.stash.get(DESELECTED, 0) + len(items)
+
+
 def pytest_runtest_teardown(item: pytest.Item) -> None:
     # The JUnit report takes each test's properties from its teardown report, made after this.
     marks = [mark.args[0] for mark in item.iter_markers("score")]
     if marks:
         item.user_properties += [("score", mark) for mark in marks]
         item.user_properties.append(("assertions", item.stash.get(ASSERTED, 0)))
+        # A run of chosen paths, or with tests deselected, says nothing of the tests it left out.
+        config = item.config
+        if config.args_source != pytest.Config.ArgsSource.TESTPATHS or config.stash.get(
+            DESELECTED, 0
+        ):
+            item.user_properties.append(("partial", "yes"))
 
 
 # The reading half.
@@ -95,7 +108,7 @@ class Case:
 
 
 def results(path: Path) -> dict[str, list[Case]]:
-    """The marked tests of a JUnit report, by item."""
+    """The marked tests of a JUnit report, by item; a partial run is refused."""
     try:
         tree = ET.parse(path)
     except FileNotFoundError:
@@ -105,6 +118,10 @@ def results(path: Path) -> dict[str, list[Case]]:
     found: dict[str, list[Case]] = {}
     for case in tree.iter("testcase"):
         properties = [(p.get("name"), p.get("value", "")) for p in case.iter("property")]
+        if ("partial", "yes") in properties:
+            raise cli.UserError(
+                f"{path} holds the results of some tests only (paths or -k given): run make test"
+            )
         items = [value for name, value in properties if name == "score"]
         if not items:
             continue
