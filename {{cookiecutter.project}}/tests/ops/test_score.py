@@ -203,6 +203,7 @@ def test_a_job_that_cannot_run_here_runs_nothing(copy: Path) -> None:
         ("failure()", {}, False),
         ("!(vars.A == '')", {}, False),
         ("secrets.TOKEN != ''", {}, False),
+        ("secrets.GITHUB_TOKEN != ''", {}, True),
         ("always()", {}, True),
     ],
 )

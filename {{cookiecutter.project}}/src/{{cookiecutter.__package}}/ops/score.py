@@ -171,6 +171,7 @@ class Condition:
         if text.startswith("${{") and text.endswith("}}"):
             text = text[3:-2]
         self.tokens: list[tuple[str, str]] = []
+        self.at = 0
         position = 0
         while text[position:].strip():
             match = TOKEN.match(text, position)
@@ -182,7 +183,6 @@ class Condition:
         self.variables = variables
 
     def value(self) -> Any:
-        self.at = 0
         return self.either()
 
     def peek(self) -> str:
@@ -257,8 +257,8 @@ class Condition:
         context, _, key = token.partition(".")
         if context == "vars":
             return self.variables.get(key, "")
-        if context == "secrets":
-            return ""
+        if context == "secrets":  # a new repository has none but the one GitHub gives every run
+            return UNKNOWN if key == "GITHUB_TOKEN" else ""
         return UNKNOWN
 
 
