@@ -302,7 +302,9 @@ def test_the_life_of_a_repository(tmp_path_factory: pytest.TempPathFactory) -> N
 def registry(path: Path) -> dict[str, str]:
     """The registry's aliases, and `first`: the version tagged with the first image."""
     with sqlite3.connect(path / "mlflow.db") as db:
-        aliases = dict(db.execute("select alias, version from registered_model_aliases"))
+        aliases = {
+            a: str(v) for a, v in db.execute("select alias, version from registered_model_aliases")
+        }
         (first,) = db.execute(
             "select version from model_version_tags where key = 'image' and value = ?",
             (f"{IMAGE}@{DIGESTS[0]}",),
