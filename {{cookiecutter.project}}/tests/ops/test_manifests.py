@@ -186,4 +186,3 @@ def test_applications_sync_both_overlays_automatically() -> None:
         labels = policy["managedNamespaceMetadata"]["labels"]
         assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
         assert policy["retry"]["limit"] > 0
-

@@ -167,9 +167,8 @@ class Condition:
     """One `if:` expression, parsed by recursive descent and evaluated as it is parsed."""
 
     def __init__(self, text: str, variables: dict[str, str]) -> None:
-        text = text.strip()
-        if text.startswith("${{") and text.endswith("}}"):
-            text = text[3:-2]
+        wrapped = re.fullmatch(r"\s*\$\{\{(.*)\}\}\s*", text, re.DOTALL)
+        text = wrapped.group(1) if wrapped else text
         self.tokens: list[tuple[str, str]] = []
         self.at = 0
         position = 0
