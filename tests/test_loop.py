@@ -111,13 +111,14 @@ def test_the_life_of_a_repository(tmp_path_factory: pytest.TempPathFactory) -> N
     root = tmp_path_factory.mktemp("loop")
     path = bake_into(root, lock=True, **ANSWERS)
     # The team's repository variables: a tracking server (here the project's SQLite store), the
-    # source of fresh data, and the bot that opens retrain pull requests.
+    # source of fresh data, the bot that opens retrain pull requests, the service's request logs.
     repo = Repository(
         path,
         {
             "MLFLOW_TRACKING_URI": f"sqlite:///{path / 'mlflow.db'}",
             "DATA_SOURCE": "build/fresh.csv",
             "BOT_CLIENT_ID": "123456",
+            "REQUEST_LOGS": "https://logs.example.org/churn-guard",
         },
     )
     # A repository without them registers nothing, moves no alias and never retrains.
@@ -125,6 +126,7 @@ def test_the_life_of_a_repository(tmp_path_factory: pytest.TempPathFactory) -> N
     assert "register" in repo.targets["release.yml"] - default["release.yml"]
     assert "alias" in repo.targets["promote.yml"] - default["promote.yml"]
     assert {"refresh", "train"} <= repo.targets["retrain.yml"] - default["retrain.yml"]
+    assert "drift" in repo.targets["monitor.yml"] - default["monitor.yml"]
     assert (
         repo.git("log", "--format=%s", "--", "uv.lock").split("\n")[0]
         == "Start from the MLOps template"
