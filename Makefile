@@ -46,16 +46,18 @@ test: $(UV) ## Every tier of the template tests
 test-fast: $(UV) ## The tiers that do not install a baked project
 	$(RUN) pytest -m "not slow"
 
-bench: $(UV) ## Cold and no-op make train, stage imports and times as ROWS grow; the image against BentoML's (podman); serving (wrk)
+bench: $(UV) ## Cold and no-op make train, stage imports and times as ROWS grow; make predict against ONNX alone; the image against BentoML's (podman); serving (wrk); the stream consumer (redis-server)
 	rm -rf $(BENCH)
 	$(RUN) cookiecutter --no-input --output-dir $(BENCH) .
-	@# Its own BentoML store, so that the served model is the one this benchmark trained.
-	export BENTOML_HOME=$(abspath $(BENCH))/bentoml && project=$$(echo $(BENCH)/*/) && \
+	@# The project's Makefile keeps its BentoML store in its build/bentoml: the model this benchmark trained.
+	project=$$(echo $(BENCH)/*/) && \
 	  $(MAKE) -C $$project setup && \
 	  $(RUN) python tests/bench_pipeline.py $$project --rows $(ROWS) && \
 	  $(MAKE) -C $$project train register bento && \
+	  $(RUN) python tests/bench_predict.py $$project && \
 	  $(RUN) python tests/bench_image.py $$project && \
-	  $(RUN) python tests/bench_serving.py $$project
+	  $(RUN) python tests/bench_serving.py $$project && \
+	  $(RUN) python tests/bench_stream.py $$project
 
 # Exact versions and hashes for the image and the tests, for every Python the template supports.
 mlflow-lock: $(UV) ## Lock the platform's MLflow server: argocd/platform/mlflow/image/requirements.txt

@@ -14,7 +14,10 @@ import { pathToFileURL } from "node:url";
 const PACKAGES = {
   "argoproj.io": "@kubernetes-models/argo-cd",
   "monitoring.coreos.com": "@kubernetes-models/prometheus-operator",
+  "keda.sh": "@kubernetes-models/keda",
 };
+// Argo Rollouts shares Argo CD's API group: its kinds come from their own package.
+const ROLLOUTS = new Set(["Rollout", "AnalysisTemplate", "ClusterAnalysisTemplate", "AnalysisRun", "Experiment"]);
 // The packages' compiled validators lose every property named `description` (their generator strips
 // the schema's descriptions, AppProject's spec.description with them): never report it.
 const UNCHECKED = new Set(["description"]);
@@ -22,7 +25,7 @@ const resolve = createRequire(path.join(process.cwd(), "package.json")).resolve;
 
 async function modelClass(apiVersion, kind) {
   const [group, version] = apiVersion.split("/");
-  const pkg = PACKAGES[group];
+  const pkg = group === "argoproj.io" && ROLLOUTS.has(kind) ? "@kubernetes-models/argo-rollouts" : PACKAGES[group];
   if (!pkg) return null;
   const root = path.dirname(resolve(`${pkg}/package.json`));
   try {

@@ -40,6 +40,10 @@ EXPORTED_METRICS = {
     "model_info": "gauge",
     "model_rejected_requests_total": "counter",
     "model_feature_drift": "gauge",
+    # The stream consumer's (components/stream): entries by outcome, the group's lag and pending.
+    "stream_records_total": "counter",
+    "stream_lag": "gauge",
+    "stream_pending": "gauge",
 }
 SERIES = {
     f"{family}{suffix}": family
@@ -57,8 +61,15 @@ ALERTS = {
 # CD's CRDs (v2.14.11): later ones are generated from its Go types instead, and need Node 22. The
 # fields used here are the same in Argo CD 3. prometheus-operator 5.0.1 compiles the CRDs of
 # Prometheus Operator v0.90.1.
-CRD_PACKAGES = ("@kubernetes-models/argo-cd@2.7.2", "@kubernetes-models/prometheus-operator@5.0.1")
-CRD_GROUPS = ("argoproj.io", "monitoring.coreos.com")
+# argo-rollouts 2.0.0 compiles the CRDs of Argo Rollouts v1.8 (its Rollout, AnalysisTemplate, ...);
+# keda 2.0.0 KEDA's ScaledObject (the stream consumer's component).
+CRD_PACKAGES = (
+    "@kubernetes-models/argo-cd@2.7.2",
+    "@kubernetes-models/argo-rollouts@2.0.0",
+    "@kubernetes-models/keda@2.0.0",
+    "@kubernetes-models/prometheus-operator@5.0.1",
+)
+CRD_GROUPS = ("argoproj.io", "monitoring.coreos.com", "keda.sh")
 # Skipped checkov checks, each with its reason on the object: a new skip is a reviewed decision.
 CHECKOV_SKIPS = {"CKV_K8S_15", "CKV_K8S_40"}
 
@@ -79,6 +90,7 @@ VARIANTS = [
 ]
 PLATFORM = TEMPLATE / "argocd/platform"
 INSTALL = TEMPLATE / "argocd/install"
+ROLLOUTS = TEMPLATE / "argocd/rollouts"
 
 Object = dict[str, Any]
 
@@ -218,8 +230,8 @@ def test_make_manifests_passes(
     result = make_manifests(baked(**answers), tools, checkov=answers in (DEFAULTS, LONGEST))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
-        "deploy/overlays/production: 9 objects valid",
-        "deploy/overlays/staging: 9 objects valid",
+        "deploy/overlays/production: 13 objects valid",
+        "deploy/overlays/staging: 13 objects valid",
         "argocd: 2 applications sync overlays that render",
     ]
 
@@ -265,7 +277,13 @@ def test_names_images_and_repository_follow_the_answers(
     objects = rendered(project, kustomize)
     for env in ENVIRONMENTS:
         assert {obj["metadata"]["namespace"] for obj in objects[env]} == {f"{name}-{env}"}
-        assert {obj["metadata"]["name"] for obj in objects[env]} == {name, f"{name}-dashboard"}
+        assert {obj["metadata"]["name"] for obj in objects[env]} == {
+            name,
+            f"{name}-dashboard",
+            f"{name}-batch",  # the CronJob and its alerts; a CronJob may have 52 characters
+            f"{name}-canary",
+        }
+        assert len(one(objects[env], "CronJob")["metadata"]["name"]) <= 52
         container = one(objects[env], "Deployment")["spec"]["template"]["spec"]["containers"][0]
         assert container["image"] == f"ghcr.io/{owner.lower()}/{name}@sha256:{'0' * 64}"
     for app in [obj for obj in objects["argocd"] if obj["kind"] == "Application"]:
@@ -327,8 +345,78 @@ def test_custom_resources_match_their_crd_schemas(
         "AppProject",
         "Application",
         "ApplicationSet",
+        "Rollout",
+        "AnalysisTemplate",
     }
     assert crd_problems(objects) == []
+
+
+def test_the_canary_is_judged_by_series_the_service_exports_against_the_slo(
+    baked: Callable[..., Path],
+    kustomize: Callable[[Path], list[Object]],
+    crd_problems: Callable[[list[Object]], list[str]],
+) -> None:
+    project = baked()
+    params = params_of(project)
+    thresholds = {
+        "error-rate": params["serve"]["slo"]["error_rate"],
+        "p99-latency": params["serve"]["slo"]["p99_ms"] / 1000,
+        "rejected-rate": params["serve"]["slo"]["rejected_rate"],
+    }
+    objects = rendered(project, kustomize)
+    for env in ENVIRONMENTS:
+        rollout, template = one(objects[env], "Rollout"), one(objects[env], "AnalysisTemplate")
+        deployment, hpa = (
+            one(objects[env], "Deployment"),
+            one(objects[env], "HorizontalPodAutoscaler"),
+        )
+        assert rollout["spec"]["workloadRef"]["name"] == deployment["metadata"]["name"]
+        assert hpa["spec"]["scaleTargetRef"]["kind"] == "Rollout"
+        steps = rollout["spec"]["strategy"]["canary"]["steps"]
+        assert [s["setWeight"] for s in steps if "setWeight" in s] == [10, 50]
+        judged = [s["analysis"]["templates"][0]["templateName"] for s in steps if "analysis" in s]
+        assert judged == [template["metadata"]["name"]] * 2
+        conditions = {m["name"]: m["successCondition"] for m in template["spec"]["metrics"]}
+        assert set(conditions) == set(thresholds)
+        for name, condition in conditions.items():
+            assert float(condition.rpartition(" <= ")[2]) == pytest.approx(thresholds[name])
+        for metric in template["spec"]["metrics"]:
+            query = metric["provider"]["prometheus"]["query"]
+            assert set(re.findall(r'namespace="([^"]*)"', query)) == {f"{project.name}-{env}"}
+            assert "{{args.canary-hash}}" in query
+            assert metric_names(query) <= set(SERIES), metric["name"]
+    # Rollout's and AnalysisTemplate's schemas refuse what Argo Rollouts would refuse.
+    rollout, template = (
+        one(objects["staging"], "Rollout"),
+        one(objects["staging"], "AnalysisTemplate"),
+    )
+    rollout["spec"]["strategy"]["canary"]["steps"][0]["setWeight"] = "ten"
+    template["spec"]["metrics"][0]["provider"]["prometheus"]["querry"] = "up"
+    assert crd_problems([rollout, template]) == [
+        f"Rollout/{rollout['metadata']['name']}: data/spec/strategy/canary/steps/0/setWeight "
+        "must be integer",
+        f"AnalysisTemplate/{template['metadata']['name']}: unknown field "
+        "spec.metrics.0.provider.prometheus.querry",
+    ]
+
+
+def test_the_stream_component_matches_its_crd_schemas(
+    baked: Callable[..., Path],
+    kustomize: Callable[[Path], list[Object]],
+    crd_problems: Callable[[list[Object]], list[str]],
+    tmp_path: Path,
+) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(baked() / "deploy", project / "deploy")
+    overlay = project / "deploy/overlays/staging/kustomization.yaml"
+    overlay.write_text(overlay.read_text() + "components:\n  - ../../components/stream\n")
+    objects = custom(kustomize(overlay.parent))
+    kinds = {obj["kind"] for obj in objects}
+    assert {"ScaledObject", "PodMonitor"} <= kinds
+    assert crd_problems(objects) == []
+    (scaled,) = [obj for obj in objects if obj["kind"] == "ScaledObject"]
+    scaled["spec"]["triggers"][0]["metadata"] = "lag"
+    assert crd_problems([scaled]) != []
 
 
 def test_crd_validation_reports_wrong_types_and_unknown_fields(
@@ -559,6 +647,25 @@ def test_argocd_install_is_pinned_and_renders(
     assert one(kustomize(PLATFORM), "ApplicationSet")["metadata"]["namespace"] == "argocd"
 
 
+def test_argo_rollouts_install_is_pinned_and_renders(
+    tmp_path: Path, kustomize: Callable[[Path], list[Object]]
+) -> None:
+    kustomization = yaml.safe_load((ROLLOUTS / "kustomization.yaml").read_text())
+    (remote,) = [r for r in kustomization["resources"] if r.startswith("https://")]
+    version = re.fullmatch(
+        r"https://github\.com/argoproj/argo-rollouts/releases/download/(v\d+\.\d+\.\d+)/install\.yaml",
+        remote,
+    )
+    assert version
+    assert f"Argo Rollouts (`{version[1]}`)" in (TEMPLATE / "argocd/README.md").read_text()
+    shutil.copytree(ROLLOUTS, tmp_path / "rollouts")
+    kustomization["resources"].remove(remote)
+    (tmp_path / "rollouts/kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    (namespace,) = kustomize(tmp_path / "rollouts")
+    assert namespace["metadata"]["name"] == kustomization["namespace"] == "argo-rollouts"
+    kubernetes_validate.validate(namespace, KUBERNETES_VERSION, strict=True)
+
+
 def test_cluster_setup_guide_matches_the_manifests(
     kustomize: Callable[[Path], list[Object]],
 ) -> None:
@@ -566,7 +673,7 @@ def test_cluster_setup_guide_matches_the_manifests(
     remote = yaml.safe_load((INSTALL / "kustomization.yaml").read_text())["resources"][-1]
     assert f"(`{remote.split('/')[5]}`)" in guide  # the pinned version
     folders = re.findall(r"kubectl apply .*-k (argocd/\w+)", guide)
-    assert folders == ["argocd/install", "argocd/platform"]
+    assert folders == ["argocd/install", "argocd/rollouts", "argocd/platform"]
     assert all((TEMPLATE / folder / "kustomization.yaml").is_file() for folder in folders)
     appset = one(kustomize(PLATFORM), "ApplicationSet")["spec"]
     scm = appset["generators"][0]["matrix"]["generators"][0]["scmProvider"]
@@ -610,7 +717,11 @@ def test_alerts_read_exported_metrics_against_the_thresholds_of_params(
         "ModelFeatureDrift": params["drift"]["psi_alert"],
     }
     for env in ENVIRONMENTS:
-        rule = one(objects[env], "PrometheusRule")
+        (rule,) = [
+            obj
+            for obj in objects[env]
+            if obj["kind"] == "PrometheusRule" and obj["metadata"]["name"] == project.name
+        ]
         rules = {r["alert"]: r for group in rule["spec"]["groups"] for r in group["rules"]}
         assert set(rules) == ALERTS
         for name, alert in rules.items():
@@ -621,6 +732,33 @@ def test_alerts_read_exported_metrics_against_the_thresholds_of_params(
             assert alert["labels"]["severity"] in {"critical", "warning"}
             if name in thresholds:
                 assert float(alert["expr"].rpartition(" > ")[2]) == pytest.approx(thresholds[name])
+
+
+def test_batch_alerts_read_kube_state_metrics_of_its_cronjob(
+    baked: Callable[..., Path], kustomize: Callable[[Path], list[Object]]
+) -> None:
+    project = baked()
+    objects = rendered(project, kustomize)
+    for env in ENVIRONMENTS:
+        cronjob = one(objects[env], "CronJob")
+        assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+        job = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        deployment = one(objects[env], "Deployment")["spec"]["template"]["spec"]
+        assert job["containers"][0]["image"] == deployment["containers"][0]["image"]
+        assert job["securityContext"] == deployment["securityContext"]
+        (rule,) = [
+            obj
+            for obj in objects[env]
+            if obj["kind"] == "PrometheusRule" and obj["metadata"]["name"].endswith("-batch")
+        ]
+        rules = {r["alert"]: r["expr"] for r in rule["spec"]["groups"][0]["rules"]}
+        assert set(rules) == {"BatchJobFailed", "BatchRunMissed"}
+        name = cronjob["metadata"]["name"]
+        assert f'job_name=~"{name}-.*"' in rules["BatchJobFailed"]
+        assert f'cronjob="{name}"' in rules["BatchRunMissed"]
+        assert metric_names(rules["BatchJobFailed"]) == {"kube_job_status_failed"}
+        for expr in rules.values():
+            assert set(re.findall(r'namespace="([^"]*)"', expr)) == {f"{project.name}-{env}"}
 
 
 def test_metric_names_reads_promql() -> None:

@@ -43,6 +43,8 @@ def test_tests_pass_on_a_fresh_bake(project: Path) -> None:
     result = run(["make", "test"], project)
     assert " passed" in result.stdout
     assert " failed" not in result.stdout
+    # The real-broker tier skips only where redis-server is missing; .ci/run installs it.
+    assert "SKIPPED" not in result.stdout or "redis-server not installed" not in result.stdout
 
 
 def test_the_score_is_read_from_that_test_run(project: Path) -> None:

@@ -40,10 +40,15 @@ MODULES = [
     "pipeline/train",
     "pipeline/validate",
     "serving/__init__",
+    "serving/batch",
+    "serving/bundle",
+    "serving/docs",
     "serving/guards",
     "serving/monitor",
     "serving/predict",
     "serving/service",
+    "serving/stream",
+    "serving/transport",
     "ops/__init__",
     "ops/bento",
     "ops/changed",
@@ -81,9 +86,11 @@ TESTS = [
     "pipeline/test_split",
     "pipeline/test_train",
     "pipeline/test_validate",
+    "serving/test_batch",
     "serving/test_monitor",
     "serving/test_predict",
     "serving/test_service",
+    "serving/test_stream",
     "ops/test_changed",
     "ops/test_charts",
     "ops/test_doctor",
@@ -105,6 +112,9 @@ COMMON_FILES = {
     "argocd/production.yaml",
     "argocd/project.yaml",
     "argocd/staging.yaml",
+    "deploy/base/analysistemplate.yaml",
+    "deploy/base/batch-alerts.yaml",
+    "deploy/base/cronjob.yaml",
     "deploy/base/dashboard.json",
     "deploy/base/deployment.yaml",
     "deploy/base/hpa.yaml",
@@ -112,6 +122,7 @@ COMMON_FILES = {
     "deploy/base/networkpolicy.yaml",
     "deploy/base/pdb.yaml",
     "deploy/base/prometheusrule.yaml",
+    "deploy/base/rollout.yaml",
     "deploy/base/service.yaml",
     "deploy/base/serviceaccount.yaml",
     "deploy/base/servicemonitor.yaml",
@@ -123,6 +134,12 @@ COMMON_FILES = {
     "deploy/overlays/staging/deployment.yaml",
     "deploy/overlays/staging/hpa.yaml",
     "deploy/overlays/staging/kustomization.yaml",
+    "deploy/components/stream/deployment.yaml",
+    "deploy/components/stream/kustomization.yaml",
+    "deploy/components/stream/networkpolicy.yaml",
+    "deploy/components/stream/podmonitor.yaml",
+    "deploy/components/stream/scaledobject.yaml",
+    "deploy/transformers/image-to-jobs.yaml",
     "deploy/transformers/kustomization.yaml",
     "deploy/transformers/namespace-in-alerts.yaml",
     "bentofile.yaml",
@@ -158,7 +175,8 @@ COMMON_FILES = {
 }
 VARIANT_FILES: dict[str, set[str]] = {remote: set() for remote in DVC_REMOTES}
 
-JINJA = re.compile(r"(?<!\$)\{\{|\{%|\bcookiecutter\b")
+# `${{` is GitHub's expression syntax, `{{args.` Argo Rollouts' (deploy/base/analysistemplate.yaml).
+JINJA = re.compile(r"(?<!\$)\{\{(?!args\.)|\{%|\bcookiecutter\b")
 
 
 def files(root: Path) -> set[str]:

@@ -1,5 +1,6 @@
 """Serving tier (slow): the baked project's Bento, served for real, answers and holds its SLO."""
 
+import hashlib
 import json
 import os
 import signal
@@ -54,8 +55,13 @@ def bento(project: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def served(bento: Path) -> Iterator[str]:
-    """`make serve`, as a developer runs it."""
-    server, url = start(["make", "serve", "PORT={port}"], bento, bento / "build/serve.log")
+    """`make serve`, as a developer runs it: from a shell whose BENTOML_HOME is another store."""
+    server, url = start(
+        ["make", "serve", "PORT={port}"],
+        bento,
+        bento / "build/serve.log",
+        BENTOML_HOME=str(bento / "build/another-store"),
+    )
     try:
         yield url
     finally:
@@ -96,7 +102,8 @@ def test_the_bento_ships_the_shared_modules_and_serving_alone(bento: Path) -> No
         f"print(importlib.util.find_spec('{package}.pipeline'), "
         f"importlib.util.find_spec('{package}.ops'))"
     )
-    result = run([str(bento / ".venv/bin/python"), "-c", code], bento)
+    store = {"BENTOML_HOME": str(bento / "build/bentoml")}  # where make bento put the model
+    result = run([str(bento / ".venv/bin/python"), "-c", code], bento, env=store)
     assert result.stdout.splitlines() == [str(shipped["serving/service.py"]), "None None"]
 
 
@@ -106,6 +113,17 @@ def test_the_readme_curl_gets_a_prediction(bento: Path, served: str) -> None:
     status, answer = post(served, (bento / "build/example.json").read_bytes())
     assert status == 200
     assert answer["predictions"][0]["label"] in {"benign", "malignant"}  # type: ignore[index]
+
+
+def test_make_serve_serves_this_checkouts_model(bento: Path, served: str) -> None:
+    """make bento and make serve keep to the checkout's own store, whatever the shell says: two
+    checkouts of one project never serve each other's model."""
+    package = next(path.name for path in (bento / "src").iterdir())
+    assert list((bento / "build/bentoml/models" / package).iterdir())
+    assert not (bento / "build/another-store/models").exists()
+    _, answer = post(served, (bento / "build/example.json").read_bytes())
+    model = hashlib.md5((bento / "models/model.joblib").read_bytes()).hexdigest()
+    assert answer["model_version"] == model[:12]
 
 
 def test_a_bad_request_is_a_400_naming_the_field(bento: Path, served: str) -> None:

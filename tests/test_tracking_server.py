@@ -231,8 +231,9 @@ def mlflow_server(
             else:
                 ref = item["valueFrom"]["secretKeyRef"]
                 env[item["name"]] = secret_values[(ref["name"], ref["key"])]
-        env.update({k: v for k, v in site.items() if k in env})
-        return {k: localize(v, spec.get("volumeMounts", [])) for k, v in env.items()}
+        env = {k: localize(v, spec.get("volumeMounts", [])) for k, v in env.items()}
+        # Already this machine's: a folder under /tmp is not the pod's /tmp volume.
+        return env | {k: v for k, v in site.items() if k in env}
 
     server, sidecar = container(objects, "server"), container(objects, "metrics")
     # Loopback and a free port instead of every address and the container's port.

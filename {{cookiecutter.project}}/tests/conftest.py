@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,45 +159,64 @@ class Served:
     test: pd.DataFrame  # rows the model did not train on
 
 
-@pytest.fixture(scope="session")
-def served(
-    customers: pd.DataFrame, customers_params: Params, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Served]:
-    """A real `bentoml serve` on 127.0.0.1, serving a model of the customers table."""
-    folder = tmp_path_factory.mktemp("served")
-    write_params(folder, customers_params)
-    schema = validate.infer(customers, customers_params.data, 0.1)
+@dataclass(frozen=True)
+class Stored:
+    folder: Path  # the model, its ONNX export, schema and params, and BENTOML_HOME holding them
+    test: pd.DataFrame  # rows the model did not train on
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment of a process that loads the model from BentoML's store."""
+        home = str(self.folder / "bentoml")
+        return {**os.environ, "BENTOML_HOME": home, "BENTOML_DO_NOT_TRACK": "true"}
+
+
+def build(table: pd.DataFrame, p: Params, folder: Path) -> pd.DataFrame:
+    """Train a model of the table into folder, with all that `make bento` stores (schema, ONNX
+    export, reference statistics) and the params; return the rows it did not train on."""
+    write_params(folder, p)
+    schema = validate.infer(table, p.data, p.validate_.range_margin)
     (folder / "schema.yaml").write_text(str(schema.to_yaml()))
-    train_rows, test_rows = split.split(customers, "churned", customers_params.split)
-    fitted = train.fit(train_rows, customers_params.data, customers_params.train)
+    train_rows, test_rows = split.split(table, p.data.target, p.split)
+    fitted = train.fit(train_rows, p.data, p.train)
     joblib.dump(fitted.model, folder / "model.joblib")
-    onnx, _ = export.export(fitted.model, test_rows, customers_params.data, customers_params.export)
+    onnx, _ = export.export(fitted.model, test_rows, p.data, p.export)
     assert onnx is not None
     (folder / "onnx").mkdir()
     (folder / "onnx/model.onnx").write_bytes(onnx)
-    p = customers_params
     rows = reference.sample(train_rows, fitted.model, p.data, p.reference, p.train.seed)
-    numeric, _ = feature_columns(list(customers.columns), p.data)
+    numeric, _ = feature_columns(list(table.columns), p.data)
     stats = reference.statistics(rows, numeric, p.reference)
     (folder / "stats.json").write_text(json.dumps(stats))
-    env = {**os.environ, "BENTOML_HOME": str(folder / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
+    return test_rows
+
+
+def store(table: pd.DataFrame, p: Params, folder: Path) -> Stored:
+    """A model of the table built into folder and put in a BentoML store of its own there, as
+    `make bento` puts it in the project's."""
+    stored = Stored(folder, build(table, p, folder))
     subprocess.run(
         [
             sys.executable,
             "-m",
             "tumor_classifier.ops.bento",
-            "model.joblib",
-            "onnx",
-            "schema.yaml",
-            "stats.json",
+            *["model.joblib", "onnx", "schema.yaml", "stats.json"],
         ],
         cwd=folder,
-        env=env,
+        env=stored.env,
         check=True,
         capture_output=True,
     )
+    return stored
+
+
+@contextmanager
+def serve(stored: Stored) -> Iterator[str]:
+    """A real `bentoml serve` on 127.0.0.1 of a stored model; its output goes to serve.log beside
+    the model."""
     port = free_port()
-    log = folder / "serve.log"
+    log = stored.folder / "serve.log"
+    service = "tumor_classifier.serving.service:Classifier"
     with log.open("wb") as out:
         server = subprocess.Popen(
             [
@@ -204,14 +224,14 @@ def served(
                 "-m",
                 "bentoml",
                 "serve",
-                "tumor_classifier.serving.service:Classifier",
+                service,
                 "--host",
                 "127.0.0.1",
                 "--port",
                 str(port),
             ],
             cwd=ROOT,
-            env=env,
+            env=stored.env,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -219,7 +239,41 @@ def served(
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(f"{url}/readyz", server, log, 90)
-        yield Served(url, folder, test_rows)
+        yield url
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
+
+
+def serving(p: Params, out_of_range: str) -> Params:
+    """Params with this range policy, and 1 s for a client to send a request (quick slow-client
+    tests)."""
+    serve_ = p.serve.model_copy(update={"read_timeout": 1.0, "out_of_range": out_of_range})
+    return p.model_copy(update={"serve": serve_})
+
+
+@pytest.fixture(scope="session")
+def stored(
+    customers: pd.DataFrame, customers_params: Params, tmp_path_factory: pytest.TempPathFactory
+) -> Stored:
+    """A customers model (categories, nulls and an identifier column) in BentoML's store, with the
+    shipped range policy: numbers outside their range refused."""
+    return store(customers, serving(customers_params, "refuse"), tmp_path_factory.mktemp("served"))
+
+
+@pytest.fixture(scope="session")
+def served(stored: Stored) -> Iterator[Served]:
+    """The service as shipped, serving the stored customers model."""
+    with serve(stored) as url:
+        yield Served(url, stored.folder, stored.test)
+
+
+@pytest.fixture(scope="session")
+def flagging(
+    wine: pd.DataFrame, wine_params: Params, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    """A wine model served with serve.out_of_range: flag. Thirteen numbers: near the float32
+    limit they overflow inside ONNX Runtime into NaN probabilities."""
+    flagged = store(wine, serving(wine_params, "flag"), tmp_path_factory.mktemp("flagging"))
+    with serve(flagged) as url:
+        yield Served(url, flagged.folder, flagged.test)

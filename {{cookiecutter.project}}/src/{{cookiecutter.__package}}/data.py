@@ -1,8 +1,10 @@
-"""Tables in and out (CSV, Parquet, JSON lines), the role of each column, the model's input."""
+"""Tables in and out (CSV, Parquet, JSON lines), whole or in chunks; the role of each column; the
+model's input."""
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
@@ -28,11 +30,89 @@ def read_table(path: Path, data: DataParams | None = None) -> pd.DataFrame:
         )
     except (ValueError, OSError) as error:
         raise UserError(f"{path}: cannot be read as {path.suffix[1:]} ({error})") from None
-    for column in set(text_columns) & set(frame.columns):
-        # Text, with nulls kept as nulls (astype(str) alone would write "None").
+    return as_text(frame, text_columns)
+
+
+def as_text(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """These columns as text, with nulls kept as nulls (astype(str) alone would write "None")."""
+    for column in set(columns) & set(frame.columns):
         values = frame[column]
         frame[column] = values.where(values.isna(), values.astype(str))
     return frame
+
+
+def read_chunks(path: Path, data: DataParams, rows: int) -> Iterator[pd.DataFrame]:
+    """The table `rows` rows at a time, read as read_table reads it whole: memory stays flat."""
+    if path.suffix not in READERS:
+        raise UserError(f"{path}: unsupported format; use one of {', '.join(READERS)}")
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    text_columns = [*data.categorical, data.target]
+    try:
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq  # the pipeline's dependency, never the service's
+
+            chunks: Any = (b.to_pandas() for b in pq.ParquetFile(path).iter_batches(rows))
+        elif path.suffix == ".csv":
+            chunks = pd.read_csv(path, dtype=dict.fromkeys(text_columns, str), chunksize=rows)
+        else:
+            chunks = pd.read_json(path, lines=True, chunksize=rows)
+        for chunk in chunks:
+            yield as_text(chunk, text_columns)
+    except (ValueError, OSError) as error:
+        raise UserError(f"{path}: cannot be read as {path.suffix[1:]} ({error})") from None
+
+
+class TableWriter:
+    """Writes a table chunk by chunk into a temporary file, which becomes `path` only when the
+    writer closes without an error: a failed run leaves no file, nor half of one."""
+
+    def __init__(self, path: Path) -> None:
+        if path.suffix not in READERS:
+            raise UserError(f"{path}: unsupported format; use one of {', '.join(READERS)}")
+        self.path = path
+        self.partial = path.with_name(f".{path.name}.partial")
+        self.parquet: Any = None
+        self.rows = 0
+
+    def __enter__(self) -> Self:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self.path.suffix == ".parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if self.parquet is None:
+                # A column of nulls only in the first chunk would be typed null: text holds both.
+                schema = pa.schema(
+                    f.with_type(pa.string()) if pa.types.is_null(f.type) else f
+                    for f in table.schema
+                )
+                self.parquet = pq.ParquetWriter(self.partial, schema)
+            self.parquet.write_table(table.cast(self.parquet.schema))
+        elif self.path.suffix == ".csv":
+            mode = "a" if self.rows else "w"
+            frame.to_csv(self.partial, index=False, header=not self.rows, mode=mode)
+        else:
+            with self.partial.open("a" if self.rows else "w") as out:
+                frame.to_json(out, orient="records", lines=True)
+        self.rows += len(frame)
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if self.parquet is not None:
+            self.parquet.close()
+        if kind is None and self.partial.exists():
+            self.partial.replace(self.path)
+        else:
+            self.partial.unlink(missing_ok=True)
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:

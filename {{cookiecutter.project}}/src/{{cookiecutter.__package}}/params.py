@@ -82,12 +82,15 @@ class ExportParams(Section):
 class SloParams(Section):
     p99_ms: float = Field(gt=0)
     error_rate: float = Field(ge=0, le=1)
+    rejected_rate: float = Field(ge=0, le=1)
 
 
 class ServeParams(Section):
     max_records: int = Field(ge=1)
     max_body_bytes: int = Field(ge=1024)
+    read_timeout: float = Field(gt=0)
     accept_unseen_categories: bool
+    out_of_range: Literal["refuse", "flag"] = "refuse"
     slo: SloParams
 
 

@@ -43,7 +43,8 @@ def loadtest(
 def test_a_short_run_meets_a_loose_slo(
     served: Served, workdir: Path, customers_params: Params
 ) -> None:
-    result = loadtest(served, workdir, customers_params, SloParams(p99_ms=5000, error_rate=0.0))
+    slo = SloParams(p99_ms=5000, error_rate=0.0, rejected_rate=0.0)
+    result = loadtest(served, workdir, customers_params, slo)
     assert result.returncode == 0, result.stderr
     assert result.stdout.endswith("error_rate 0\n")
     requests = float(result.stdout.split("requests ")[1].split(",")[0])
@@ -51,7 +52,7 @@ def test_a_short_run_meets_a_loose_slo(
 
 
 @pytest.mark.score("Mon6")
-@pytest.mark.parametrize("slo", [SloParams(p99_ms=0.001, error_rate=0.0)])
+@pytest.mark.parametrize("slo", [SloParams(p99_ms=0.001, error_rate=0.0, rejected_rate=0.0)])
 def test_a_missed_slo_fails_in_one_line(
     served: Served, workdir: Path, customers_params: Params, slo: SloParams
 ) -> None:

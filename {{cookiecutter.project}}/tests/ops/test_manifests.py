@@ -36,9 +36,31 @@ def snapshot(root: Path) -> dict[Path, bytes]:
 
 def test_shipped_manifests_pass(project: Path) -> None:
     assert manifests.manifests(project) == [
-        "deploy/overlays/production: 9 objects valid",
-        "deploy/overlays/staging: 9 objects valid",
+        "deploy/overlays/production: 13 objects valid",
+        "deploy/overlays/staging: 13 objects valid",
         "argocd: 2 applications sync overlays that render",
+    ]
+
+
+def test_an_overlay_runs_the_stream_consumer_by_its_component(project: Path) -> None:
+    kustomization = project / OVERLAYS / "staging/kustomization.yaml"
+    kustomization.write_text(
+        kustomization.read_text() + "components:\n  - ../../components/stream\n"
+    )
+    objects = manifests.render(OVERLAYS / "staging", project)
+    assert manifests.overlay_problems(objects) == []
+    deployments = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Deployment"}
+    images = {
+        n: d["spec"]["template"]["spec"]["containers"][0]["image"] for n, d in deployments.items()
+    }
+    assert images[f"{NAME}-stream"] == images[NAME]  # the release reaches the consumer too
+    (scaled,) = [o for o in objects if o["kind"] == "ScaledObject"]
+    assert scaled["spec"]["scaleTargetRef"]["name"] == f"{NAME}-stream"
+    # The consumer's pod is held to the service's rules: a root user fails.
+    pod = deployments[f"{NAME}-stream"]["spec"]["template"]["spec"]
+    pod["securityContext"]["runAsUser"] = 0
+    assert manifests.overlay_problems(objects) == [
+        f"Deployment/{NAME}-stream: container stream: runAsUser is not a numeric non-root ID"
     ]
 
 

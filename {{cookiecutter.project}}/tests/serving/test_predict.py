@@ -65,8 +65,80 @@ def test_main_reads_and_writes_each_format(served: Served, workdir: Path, suffix
 def test_input_breaking_the_contract_is_one_line(served: Served, workdir: Path) -> None:
     write_params(workdir, load(served.folder / "params.yaml"))
     served.test.drop(columns=["churned", "spend"]).to_csv("in.csv", index=False)
+    # Named before the model is looked for: there is none in this folder.
     with pytest.raises(UserError, match="input lacks columns: spend"):
         predict.main(["in.csv", "out.csv", "--schema", str(served.folder / "schema.yaml")])
+    served.test.drop(columns="churned").to_csv("in.csv", index=False)
+    with pytest.raises(UserError, match=r"models/model\.joblib: no model there; run `make train`"):
+        predict.main(["in.csv", "out.csv", "--schema", str(served.folder / "schema.yaml")])
+
+
+def given(served: Served) -> list[str]:
+    """The arguments that point main at the served model."""
+    folder = served.folder
+    return ["--model", str(folder / "model.joblib"), "--onnx", str(folder / "onnx/model.onnx"),
+            "--schema", str(folder / "schema.yaml")]  # fmt: skip
+
+
+def test_a_refused_file_names_its_first_broken_rows_across_chunks(
+    served: Served, workdir: Path
+) -> None:
+    p = load(served.folder / "params.yaml")
+    write_params(workdir, p)
+    features = {
+        f.name: f for f in contract.from_schema((served.folder / "schema.yaml").read_text(), p.data)
+    }
+    rows = pd.concat([served.test.drop(columns="churned")] * 10, ignore_index=True)
+    rows.loc[[13, 250], "spend"] = features["spend"].bounds[1] * 2  # two chunks of 100 apart
+    rows["plan"] = rows["plan"].astype(object)
+    rows.loc[101, "plan"] = "gold"
+    write_table(rows, workdir / "in.csv")
+    with pytest.raises(UserError) as raised:
+        predict.main(["in.csv", "out.csv", "--chunk-rows", "100", *given(served)])
+    message = str(raised.value)
+    # The first chunk that breaks the contract stops the run: its rows, numbered in the file.
+    assert message.startswith("input breaks the contract: row 14: spend=")
+    assert f"is {features['spend'].outside('above')}" in message
+    assert "row 102" not in message  # in the next chunk, never read
+    assert not (workdir / "out.csv").exists()  # and nothing half-written
+    rows.loc[[13, 250], "spend"] = features["spend"].high
+    write_table(rows, workdir / "in.csv")
+    with pytest.raises(UserError, match="row 102: plan='gold' is a category unseen in training"):
+        predict.main(["in.csv", "out.csv", "--chunk-rows", "100", *given(served)])
+    assert not (workdir / "out.csv").exists()
+
+
+def test_chunks_predict_as_the_whole_file(served: Served, workdir: Path) -> None:
+    write_params(workdir, load(served.folder / "params.yaml"))
+    rows = pd.concat([served.test.drop(columns="churned")] * 3, ignore_index=True)
+    write_table(rows, workdir / "in.parquet")
+    predict.main(["in.parquet", "whole.parquet", *given(served)])
+    predict.main(["in.parquet", "chunked.parquet", "--chunk-rows", "7", *given(served)])
+    pd.testing.assert_frame_equal(
+        pd.read_parquet("chunked.parquet"), pd.read_parquet("whole.parquet")
+    )
+    assert len(pd.read_parquet("whole.parquet")) == len(rows)
+
+
+def test_flag_writes_each_rows_features_out_of_range(served: Served, workdir: Path) -> None:
+    p = load(served.folder / "params.yaml")
+    write_params(
+        workdir, p.model_copy(update={"serve": p.serve.model_copy(update={"out_of_range": "flag"})})
+    )
+    features = {
+        f.name: f for f in contract.from_schema((served.folder / "schema.yaml").read_text(), p.data)
+    }
+    rows = served.test.drop(columns="churned").dropna().head(3).reset_index(drop=True)
+    rows.loc[1, "spend"] = features["spend"].bounds[0] - 1
+    rows.loc[2, ["spend", "tenure"]] = [
+        features["spend"].bounds[1] + 1,
+        features["tenure"].bounds[1] + 1,
+    ]
+    write_table(rows, workdir / "in.csv")
+    predict.main(["in.csv", "out.csv", *given(served)])
+    out = pd.read_csv("out.csv", keep_default_na=False)
+    assert out["out_of_range"].tolist() == ["", "spend", "tenure,spend"]
+    np.testing.assert_allclose(out["probability_yes"] + out["probability_no"], 1, atol=1e-5)
 
 
 def test_unknown_output_format(served: Served, workdir: Path) -> None:
@@ -77,3 +149,20 @@ def test_unknown_output_format(served: Served, workdir: Path) -> None:
         predict.main(
             ["in.csv", "out.xlsx", "--model", str(served.folder / "model.joblib"), *schema]
         )
+
+
+def test_rows_without_a_finite_answer_are_named_not_written(
+    flagging: Served, workdir: Path
+) -> None:
+    write_params(workdir, load(flagging.folder / "params.yaml"))  # serve.out_of_range: flag
+    rows = flagging.test.drop(columns="cultivar").head(4).reset_index(drop=True)
+    # Inside the contract, overflows in float32 (Parquet: CSV parsers round the last digit).
+    rows.loc[2, "alcohol"] = contract.LARGEST
+    write_table(rows, workdir / "in.parquet")
+    with pytest.raises(UserError, match="the model gives no finite probability for rows 3:"):
+        predict.main(["in.parquet", "out.csv", *given(flagging)])
+    assert not (workdir / "out.csv").exists()
+    rows.loc[2, "alcohol"] = rows.loc[1, "alcohol"]
+    write_table(rows, workdir / "in.parquet")
+    predict.main(["in.parquet", "out.csv", *given(flagging)])
+    assert np.isfinite(pd.read_csv("out.csv").filter(like="probability_").to_numpy()).all()

@@ -24,8 +24,8 @@ ARGOCD = Path("argocd")
 # of that version would refuse.
 KUBERNETES_VERSION = "1.33"
 # kubernetes-validate knows the core kinds only; the template's tests validate these custom
-# resources against the CRDs of Prometheus Operator and Argo CD.
-CRD_GROUPS = {"monitoring.coreos.com", "argoproj.io"}
+# resources against the CRDs of Prometheus Operator, Argo CD, Argo Rollouts and KEDA.
+CRD_GROUPS = {"monitoring.coreos.com", "argoproj.io", "keda.sh"}
 
 # Pod Security Standards, restricted profile: the volume types it allows.
 RESTRICTED_VOLUMES = {
@@ -70,7 +70,7 @@ def schema_problems(obj: Object) -> list[str]:
     return []
 
 
-def pod_problems(pod: Object) -> list[str]:
+def pod_problems(pod: Object, serves: bool = True) -> list[str]:
     """The rules of a pod that checkov has no check for (it covers privileges, capabilities,
     seccomp, root, host namespaces, resources, liveness and readiness probes, digests)."""
     problems = []
@@ -90,7 +90,7 @@ def pod_problems(pod: Object) -> list[str]:
             value = context.get(key, pod_context.get(key))
             if not isinstance(value, int) or value <= 0:
                 problems.append(f"{name}: {key} is not a numeric non-root ID")
-        if container in pod["containers"] and "startupProbe" not in container:
+        if serves and container in pod["containers"] and "startupProbe" not in container:
             # A model loads for seconds: without a startup probe, liveness kills a slow start.
             problems.append(f"{name}: no startupProbe")
     return problems
@@ -136,9 +136,19 @@ def overlay_problems(objects: list[Object]) -> list[str]:
         for hpa in objects
         if hpa["kind"] == "HorizontalPodAutoscaler"
     }
+    # A Rollout runs a Deployment's template (workloadRef) and scales that Deployment itself.
+    scaled |= {
+        (rollout["spec"]["workloadRef"]["kind"], rollout["spec"]["workloadRef"]["name"])
+        for rollout in objects
+        if rollout["kind"] == "Rollout"
+        and ("Rollout", rollout["metadata"]["name"]) in scaled
+        and "workloadRef" in rollout["spec"]
+    }
     for obj in objects:
         kind, meta, spec = obj["kind"], obj["metadata"], obj.get("spec", {})
         found = schema_problems(obj)
+        if "jobTemplate" in spec:  # a CronJob's pods run to completion: no probes
+            found += pod_problems(spec["jobTemplate"]["spec"]["template"]["spec"], serves=False)
         if "template" in spec:
             found += pod_problems(spec["template"]["spec"])
             if (kind, meta["name"]) in scaled and "replicas" in spec:

@@ -1,4 +1,5 @@
-"""deploy/base/slo.yaml from params.yaml: the alert thresholds kustomize puts into the rules."""
+"""deploy/base/slo.yaml from params.yaml: the thresholds kustomize puts into the alert rules and the
+canary analysis."""
 
 from pathlib import Path
 
@@ -9,7 +10,8 @@ SLO = Path("deploy/base/slo.yaml")
 
 HEADER = """\
 # Written by `make manifests` from params.yaml (serve.slo, drift): edit params.yaml instead.
-# kustomize copies these values into the alert rules and leaves this object out of what it renders.
+# kustomize copies these values into the alert rules and the canary analysis, and leaves this object
+# out of what it renders.
 apiVersion: v1
 kind: ConfigMap
 metadata:
@@ -25,6 +27,7 @@ def manifest(params: Params) -> str:
     values = {
         "error_rate": params.serve.slo.error_rate,
         "p99_seconds": params.serve.slo.p99_ms / 1000,
+        "rejected_rate": params.serve.slo.rejected_rate,
         "psi_alert": params.drift.psi_alert,
     }
     return HEADER + "".join(f'  {key}: "{value:g}"\n' for key, value in values.items())

@@ -11,10 +11,11 @@ import pandas as pd
 
 from .. import cli, contract
 from ..contract import Feature
-from ..data import model_input, read_table, text, write_table
+from ..data import TableWriter, model_input, read_chunks, text
 from ..params import load
 
 Columns = Mapping[str, Sequence[Any] | np.ndarray]
+CHUNK_ROWS = 100_000  # rows `make predict` holds at a time: its memory does not grow with the file
 
 
 class Predictor:
@@ -22,6 +23,8 @@ class Predictor:
 
     def __init__(self, features: list[Feature], model_path: Path, onnx_path: Path | None) -> None:
         self.features = features
+        if not model_path.exists():
+            raise cli.UserError(f"{model_path}: no model there; run `make train` first")
         self.model = joblib.load(model_path)
         self.classes = [str(c) for c in self.model.classes_]
         self.session = None
@@ -68,13 +71,28 @@ class Predictor:
         return [self.classes[i] for i in proba.argmax(axis=1)]
 
 
-def predict_frame(predictor: Predictor, frame: pd.DataFrame) -> pd.DataFrame:
-    """The input rows with the predicted class and each class's probability."""
-    proba = predictor.proba({f.name: frame[f.name].to_numpy() for f in predictor.features})
+def predict_frame(
+    predictor: Predictor, frame: pd.DataFrame, ranges: contract.Ranges | None = None
+) -> pd.DataFrame:
+    """The input rows with the predicted class and each class's probability; with ranges, the
+    features of each row outside their training range, comma-separated."""
+    columns = {f.name: frame[f.name].to_numpy() for f in predictor.features}
+    proba = predictor.proba(columns)
+    unanswered = np.flatnonzero(~np.isfinite(proba).all(axis=1))
+    if len(unanswered):
+        rows = ", ".join(str(int(frame.index[i]) + 1) for i in unanswered[: contract.SHOWN_ROWS])
+        raise cli.UserError(
+            f"the model gives no finite probability for rows {rows}"
+            f"{' and more' if len(unanswered) > contract.SHOWN_ROWS else ''}: "
+            "their values are too far from the training data"
+        )
     out = frame.copy()
     out["prediction"] = predictor.labels(proba)
     for i, name in enumerate(predictor.classes):
         out[f"probability_{name}"] = proba[:, i]
+    if ranges is not None:
+        flagged = ranges.flagged(ranges.outside(columns, len(frame)))
+        out["out_of_range"] = [",".join(names) for names in flagged]
     return out
 
 
@@ -85,14 +103,25 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--model", type=Path, default=Path("models/model.joblib"))
     parser.add_argument("--onnx", type=Path, default=Path("models/onnx/model.onnx"))
     parser.add_argument("--schema", type=Path, default=Path("data/schema.yaml"))
+    parser.add_argument("--chunk-rows", type=int, default=CHUNK_ROWS, help="rows read at a time")
     args = parser.parse_args(argv)
     params = load()
     features = contract.from_schema(args.schema.read_text(), params.data)
-    frame = read_table(args.input, params.data)
-    contract.check_frame(frame, features, params.serve.accept_unseen_categories)
-    predictor = Predictor(features, args.model, args.onnx)
-    write_table(predict_frame(predictor, frame), args.output)
-    print(f"wrote {len(frame)} predictions to {args.output} ({predictor.backend})")
+    refuse = params.serve.out_of_range == "refuse"
+    ranges = None if refuse else contract.Ranges(features)
+    accept_unseen = params.serve.accept_unseen_categories
+    predictor: Predictor | None = None
+    with TableWriter(args.output) as out:
+        for chunk in read_chunks(args.input, params.data, args.chunk_rows):
+            # Row numbers count from the first row of the file, whatever the chunk.
+            chunk.index += out.rows
+            contract.check_frame(chunk, features, accept_unseen, refuse, first_row=out.rows + 1)
+            # Loaded once the first rows pass: a broken input is named before a missing model.
+            predictor = predictor or Predictor(features, args.model, args.onnx)
+            out.write(predict_frame(predictor, chunk, ranges))
+        if predictor is None:
+            raise cli.UserError(f"{args.input}: no rows to predict")
+    print(f"wrote {out.rows} predictions to {args.output} ({predictor.backend})")
 
 
 if __name__ == "__main__":

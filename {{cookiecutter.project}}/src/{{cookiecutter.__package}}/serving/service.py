@@ -11,10 +11,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
-from pydantic import BaseModel, ConfigDict, Field
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
+from starlette.requests import Request as HTTPRequest
 
 from .. import NAME, contract
-from .guards import ClientMistakes, Guard
+from . import docs, transport
+from .guards import ClientMistakes, Guard, bound_endpoint_labels
 from .monitor import OnlineDrift
 from .predict import Predictor
 
@@ -23,8 +27,10 @@ MODEL = bentoml.models.BentoModel(f"{NAME}:latest")
 FOLDER = Path(MODEL.stored.path)
 SETTINGS: dict[str, Any] = json.loads((FOLDER / "serve.json").read_text())
 FEATURES = contract.load_text((FOLDER / "contract.json").read_text())
-Record = contract.record_model(FEATURES, SETTINGS["accept_unseen_categories"])
+REFUSE = SETTINGS["out_of_range"] == "refuse"
+Record = contract.record_model(FEATURES, SETTINGS["accept_unseen_categories"], REFUSE)
 Records = Annotated[list[Record], Field(min_length=1, max_length=SETTINGS["max_records"])]  # type: ignore[valid-type]
+TIMEOUT = 10  # seconds for a whole request; the guards' read_timeout is shorter
 
 PREDICTIONS = bentoml.metrics.Counter(
     name="model_predictions", documentation="Predictions served, by class", labelnames=["class"]
@@ -33,6 +39,11 @@ SCORE = bentoml.metrics.Histogram(
     name="model_prediction_score",
     documentation="Probability of the predicted class",
     buckets=(0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0),
+)
+OUT_OF_RANGE = bentoml.metrics.Counter(
+    name="model_out_of_range_values",
+    documentation="Numbers answered outside their training range, by feature (out_of_range: flag)",
+    labelnames=["feature"],
 )
 INFO = bentoml.metrics.Gauge(
     name="model_info",
@@ -67,10 +78,21 @@ class Request(bentoml.IODescriptor):  # type: ignore[misc]
     model_config = ConfigDict(extra="forbid")
     records: Records
 
+    @classmethod
+    async def from_http_request(cls, request: HTTPRequest, serde: Any) -> "Request":
+        """BentoML's hook for parsing a request (_bentoml_sdk/io_models.py): one parse that
+        refuses duplicate keys, one validation; a ValidationError is BentoML's 400."""
+        return contract.validate_json(cls, await request.body(), FEATURES)
+
 
 class Prediction(BaseModel):
     label: str
     probabilities: dict[str, float]
+    out_of_range: list[str] = Field(
+        default=[],
+        description="The record's features outside their training range, answered all the same "
+        "(serve.out_of_range: flag); with refuse, such a record gets a 400 instead",
+    )
 
 
 class Predictions(BaseModel):
@@ -81,7 +103,7 @@ class Predictions(BaseModel):
 @bentoml.service(
     name=NAME,
     workers="cpu_count",
-    traffic={"timeout": 10},
+    traffic={"timeout": TIMEOUT},
     # Access logs and request tracing cost more than the model; turn them on where they are read.
     logging={"access": {"enabled": False}},
     tracing={"excluded_urls": ".*"},
@@ -99,6 +121,8 @@ class Classifier:
         stats = json.loads((FOLDER / "reference.json").read_text())
         self.drift = OnlineDrift(FEATURES, stats, SETTINGS["window"])
         self.drift_gauges = {f.name: DRIFT.labels(feature=f.name) for f in FEATURES}
+        self.ranges = contract.Ranges(FEATURES)
+        self.out_of_range = [OUT_OF_RANGE.labels(feature=name) for name in self.ranges.names]
         self.requests = 0
         # Set up here, not at import: BentoML configures logging in between, disabling old loggers.
         REQUESTS.disabled, REQUESTS.propagate = False, False
@@ -115,16 +139,30 @@ class Classifier:
         """Predict the class of each record, with every class's probability."""
         columns = {f.name: [getattr(r, f.name) for r in records] for f in FEATURES}
         proba = self.predictor.proba(columns)
+        finite = np.isfinite(proba).all(axis=1)
+        if not finite.all():
+            raise no_answer(np.flatnonzero(~finite).tolist())
+        flagged = [[]] * len(records) if REFUSE else self.flag(columns, len(records))
         labels = self.predictor.labels(proba)
         classes = self.predictor.classes
         predictions = []
-        for label, row in zip(labels, proba.tolist(), strict=True):
+        for label, row, outside in zip(labels, proba.tolist(), flagged, strict=True):
             self.counted[label].inc()
             SCORE.observe(max(row))
             probabilities = dict(zip(classes, row, strict=True))
-            predictions.append(Prediction(label=label, probabilities=probabilities))
+            predictions.append(
+                Prediction(label=label, probabilities=probabilities, out_of_range=outside)
+            )
         self.monitor(records, columns, predictions)
         return Predictions(model_version=self.version, predictions=predictions)
+
+    def flag(self, columns: dict[str, list[Any]], rows: int) -> list[list[str]]:
+        """Each record's features outside their range, counted by feature."""
+        outside = self.ranges.outside(columns, rows)
+        for counter, n in zip(self.out_of_range, np.count_nonzero(outside, axis=0), strict=True):
+            if n:
+                counter.inc(int(n))
+        return self.ranges.flagged(outside)
 
     def monitor(
         self, records: list[Any], columns: dict[str, list[Any]], predictions: list[Prediction]
@@ -147,5 +185,37 @@ class Classifier:
                 REQUESTS.info(json.dumps(line | {"model_version": self.version, "time": now}))
 
 
+def no_answer(rows: list[int]) -> ValidationError:
+    """A 400 for records the model gives no finite probability for: never a NaN in an answer."""
+    message = "the model gives no finite probability for this record: its values are too far "
+    message += "from the training data"
+    error = PydanticCustomError("non_finite_prediction", message)
+    details: list[InitErrorDetails] = [
+        {"type": error, "loc": ("records", row), "input": None} for row in rows
+    ]
+    return ValidationError.from_exception_data("Predictions", details)
+
+
 # The decorator made Classifier a bentoml Service, which mypy cannot see.
-Classifier.add_asgi_middleware(Guard, max_body_bytes=SETTINGS["max_body_bytes"])  # type: ignore[attr-defined]
+SERVICE: Any = Classifier
+ROUTES = [api.route for api in SERVICE.apis.values()]
+SERVICE.add_asgi_middleware(
+    Guard,
+    routes=ROUTES,
+    max_body_bytes=SETTINGS["max_body_bytes"],
+    read_timeout=SETTINGS["read_timeout"],
+)
+SERVICE.mount_asgi_app(
+    docs.app(
+        NAME,
+        lambda: docs.openapi(
+            SERVICE.openapi_spec.asdict(),
+            (SERVICE.inner.__doc__ or "").strip(),
+            SETTINGS["model_version"],
+            docs.refusals(SETTINGS["max_body_bytes"], SETTINGS["read_timeout"]),
+        ),
+    ),
+    path="/",
+)
+bound_endpoint_labels(ROUTES)
+transport.install(SETTINGS["read_timeout"])

@@ -1,0 +1,113 @@
+"""Batch benchmark: `make predict` on growing files against the in-process ONNX floor.
+
+In a trained project: for each size, a Parquet file of that many rows drawn from the test split
+(with replacement, so every row meets the contract; row groups of 100,000 rows, as a streaming
+writer makes them: a Parquet file is read a row group at a time); `make predict` on it, timed, with
+the peak memory of its processes; and the floor, ONNX Runtime alone on the same rows already in
+memory, in batches of the size of `make predict`'s chunks. `make predict`'s time is from after its
+imports (the same for any file, scikit-learn's included) to its output written: reading,
+checking, predicting, writing.
+Peak memory is against the smallest size's, and should stay flat, as `make predict` holds one
+chunk at a time.
+
+    python tests/bench_predict.py build/bench/tumor-classifier [--rows 100000 1000000]
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bench_pipeline import ENV, fail
+
+# Run in the project's environment: N rows of the test split's features, as Parquet.
+SAMPLE = """
+import sys
+import pandas as pd
+from tumor_classifier.params import load
+data = load().data
+rows = pd.read_parquet("data/split/test.parquet").drop(columns=[data.target, *data.drop])
+rows = rows.sample(int(sys.argv[1]), replace=True, random_state=0)
+rows.to_parquet(sys.argv[2], index=False, row_group_size=100_000)
+"""
+
+# Run in the project's environment: rows/s of ONNX Runtime alone, on rows already in memory.
+FLOOR = """
+import json, sys, time
+from pathlib import Path
+import pandas as pd
+from tumor_classifier import contract
+from tumor_classifier.params import load
+from tumor_classifier.serving.predict import CHUNK_ROWS, Predictor
+features = contract.from_schema(Path("data/schema.yaml").read_text(), load().data)
+predictor = Predictor(features, Path("models/model.joblib"), Path("models/onnx/model.onnx"))
+frame = pd.read_parquet(sys.argv[1])
+columns = {f.name: frame[f.name].to_numpy() for f in features}
+start = time.perf_counter()
+for at in range(0, len(frame), CHUNK_ROWS):
+    predictor.proba({name: values[at : at + CHUNK_ROWS] for name, values in columns.items()})
+print(json.dumps({"rows_per_s": len(frame) / (time.perf_counter() - start)}))
+"""
+
+# Run in the project's environment: `make predict`'s code on a file, timed after its imports (which
+# cost the same whatever the file; unpickling the model imports scikit-learn, so it is loaded once
+# first), and the peak resident memory of the process.
+MEASURE = """
+import json, resource, sys, time
+import joblib
+from tumor_classifier.serving import predict
+joblib.load("models/model.joblib")
+start = time.perf_counter()
+predict.main(sys.argv[1:])
+seconds = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+print(json.dumps({"seconds": seconds, "peak_mib": peak}))
+"""
+
+
+def in_project(code: str, project: Path, *args: str) -> str:
+    result = subprocess.run(
+        ["uv", "run", "--locked", "python", "-c", code, *args],
+        cwd=project, env=ENV, capture_output=True, text=True,
+    )  # fmt: skip
+    if result.returncode != 0:
+        fail(f"in {project}:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+    return (result.stdout.strip().splitlines() or [""])[-1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("project", type=Path)
+    parser.add_argument("--rows", type=int, nargs="*", default=[100_000, 1_000_000])
+    args = parser.parse_args()
+    project: Path = args.project.resolve()
+    if not (project / "models/onnx/model.onnx").is_file():
+        fail(f"no ONNX model in {project}: run make train there first")
+    lines = [
+        "| rows | `make predict` | rows/s | floor rows/s | ÷ floor | peak memory | ÷ smallest |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    base: dict[str, float] = {}
+    for rows in sorted(args.rows):
+        print(f"{rows} rows", file=sys.stderr)
+        source, out = f"build/bench-rows-{rows}.parquet", f"build/bench-predictions-{rows}.parquet"
+        in_project(SAMPLE, project, str(rows), source)
+        floor = json.loads(in_project(FLOOR, project, source))["rows_per_s"]
+        run = json.loads(in_project(MEASURE, project, source, out))
+        base = base or run
+        rate = rows / run["seconds"]
+        lines.append(
+            f"| {rows:,} | {run['seconds']:.1f} s | {rate:,.0f} | {floor:,.0f} "
+            f"| {rate / floor:.2f}× | {run['peak_mib']:,.0f} MiB "
+            f"| {run['peak_mib'] / base['peak_mib']:.2f}× |"
+        )
+        for path in (source, out):
+            (project / path).unlink()
+    report = "\n".join(lines)
+    (project.parent / "predict.md").write_text(report + "\n")
+    print(report)
+
+
+if __name__ == "__main__":
+    main()

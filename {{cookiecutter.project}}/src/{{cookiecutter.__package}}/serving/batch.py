@@ -1,0 +1,70 @@
+"""`make batch`: predictions for a table in object storage (any URL the DVC remote could have:
+s3://, gs://, azure://, a path), written beside it with the model version; the CronJob runs this."""
+
+import argparse
+import os
+
+import pandas as pd
+
+from .. import cli, contract
+from . import bundle
+from .predict import predict_frame
+
+SUFFIXES = (".csv", ".parquet", ".jsonl")
+
+
+def fsspec_url(url: str) -> str:
+    """pandas reaches storage through fsspec, whose Azure driver (adlfs) says az:// for azure://."""
+    return "az://" + url.removeprefix("azure://") if url.startswith("azure://") else url
+
+
+def output_of(table: str, version: str) -> str:
+    """Beside the table, named after it and the model: input.csv -> input.predictions-<v>.csv."""
+    stem, suffix = os.path.splitext(table)
+    return f"{stem}.predictions-{version}{suffix}"
+
+
+def read(url: str, text_columns: list[str]) -> pd.DataFrame:
+    try:
+        if url.endswith(".csv"):
+            return pd.read_csv(fsspec_url(url), dtype=dict.fromkeys(text_columns, str))
+        if url.endswith(".parquet"):
+            return pd.read_parquet(fsspec_url(url))
+        # JSON says which values are text; a dtype here would turn its nulls into 'None'.
+        return pd.read_json(fsspec_url(url), lines=True)
+    except FileNotFoundError:
+        raise cli.UserError(f"{url}: no such table") from None
+    except ImportError as error:
+        raise cli.UserError(f"{url}: {error}") from None
+
+
+def write(frame: pd.DataFrame, url: str) -> None:
+    if url.endswith(".csv"):
+        frame.to_csv(fsspec_url(url), index=False)
+    elif url.endswith(".parquet"):
+        frame.to_parquet(fsspec_url(url), index=False)
+    else:
+        frame.to_json(fsspec_url(url), orient="records", lines=True)
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="batch", description=__doc__)
+    parser.add_argument("table", nargs="?", help="its URL or path (default: BATCH_TABLE)")
+    args = parser.parse_args(argv)
+    # `make batch` passes an empty TABLE when none is given: the CronJob's BATCH_TABLE then.
+    table: str | None = args.table or os.environ.get("BATCH_TABLE")
+    if not table:
+        raise cli.UserError("no table: give its URL, or set BATCH_TABLE")
+    if not table.endswith(SUFFIXES):
+        raise cli.UserError(f"{table}: unsupported format; use one of {', '.join(SUFFIXES)}")
+    stored = bundle.load()
+    frame = read(table, [f.name for f in stored.features if not f.numeric])
+    contract.check_frame(frame, stored.features, stored.settings["accept_unseen_categories"])
+    predictions = predict_frame(stored.predictor, frame).assign(model_version=stored.version)
+    out = output_of(table, stored.version)
+    write(predictions, out)
+    print(f"wrote {len(predictions)} predictions to {out} ({stored.predictor.backend})")
+
+
+if __name__ == "__main__":
+    cli.run(main)

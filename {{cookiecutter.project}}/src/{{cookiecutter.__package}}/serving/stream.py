@@ -1,0 +1,218 @@
+"""`make stream`: predictions for a Redis stream of records, by the service's model and contract.
+
+Each input entry holds one record as JSON in its `record` field. A consumer group shares the
+entries among replicas; the predictions (and the refused records, with their reason) are written
+and the entries acknowledged in one transaction, so a consumer killed at any point loses nothing
+and writes nothing twice. Entries a dead consumer read but never acknowledged are claimed by a
+live one once idle for `--claim-idle-ms`.
+"""
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis as sync_redis
+import redis.asyncio as redis
+from prometheus_client import Counter, Gauge, start_http_server
+from pydantic import BaseModel, ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+from .. import NAME, cli, contract
+from . import bundle
+from .monitor import OnlineDrift
+
+RECORDS = Counter("stream_records", "Stream entries handled, by outcome", ["outcome"])
+LAG = Gauge("stream_lag", "Entries of the input stream not yet delivered to the consumer group")
+PENDING = Gauge("stream_pending", "Entries delivered to the consumer group but not acknowledged")
+# The service's names: its queries read the stream's pods too, under job <project>-stream.
+PREDICTIONS = Counter("model_predictions", "Predictions served, by class", ["class"])
+DRIFT = Gauge(
+    "model_feature_drift",
+    "Population stability index of each feature over recent records",
+    ["feature"],
+)
+PREDICTION_DRIFT = Gauge(
+    "model_prediction_drift",
+    "Population stability index of the predicted classes over recent records",
+)
+INFO = Gauge("model_info", "The model being served (value 1)", ["model_version", "backend"])
+
+Entry = tuple[str, dict[str, str]]
+# redis-py's types cover bytes and every reply protocol; with decode_responses it returns str.
+Fields = dict[Any, Any]
+
+
+@dataclass(frozen=True)
+class Streams:
+    input: str
+    output: str
+    dead_letter: str
+    group: str
+
+
+class Model:
+    """What the service loads, applied to stream entries."""
+
+    def __init__(self, stored: bundle.Bundle) -> None:
+        self.features = stored.features
+        accept_unseen = stored.settings["accept_unseen_categories"]
+        self.record = contract.record_model(self.features, accept_unseen)
+        self.predictor = stored.predictor
+        self.version = stored.version
+        stats = json.loads((stored.folder / "reference.json").read_text())
+        self.drift = OnlineDrift(self.features, stats, stored.settings["window"])
+
+    def parse(self, fields: dict[str, str]) -> BaseModel:
+        """The entry's record, or ValueError with one line that says what is wrong with it."""
+        if "record" not in fields:
+            raise ValueError(f"no `record` field (fields: {', '.join(sorted(fields)) or 'none'})")
+        try:
+            return self.record.model_validate_json(fields["record"])
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "record"
+            more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+            raise ValueError(f"{where}: {first['msg']}{more}") from None
+
+    def predict(self, records: list[BaseModel]) -> list[Fields]:
+        """One output entry per record: the class, every class's probability, the model version."""
+        columns = {f.name: [getattr(r, f.name) for r in records] for f in self.features}
+        proba = self.predictor.proba(columns)
+        labels = self.predictor.labels(proba)
+        self.drift.observe(columns, labels)
+        classes = self.predictor.classes
+        for label in labels:
+            PREDICTIONS.labels(**{"class": label}).inc()
+        return [
+            {
+                "prediction": label,
+                "probabilities": json.dumps(dict(zip(classes, row, strict=True))),
+                "model_version": self.version,
+            }
+            for label, row in zip(labels, proba.tolist(), strict=True)
+        ]
+
+    def update_gauges(self) -> None:
+        indices = self.drift.indices()
+        if not math.isnan(indices["prediction"]):  # the window holds enough records
+            for f in self.features:
+                DRIFT.labels(feature=f.name).set(indices[f.name])
+            PREDICTION_DRIFT.set(indices["prediction"])
+
+
+async def handle(client: redis.Redis, model: Model, streams: Streams, entries: list[Entry]) -> None:
+    """Write a prediction or a dead letter for each entry, and acknowledge them, atomically."""
+    good: list[tuple[str, BaseModel]] = []
+    dead: list[Fields] = []
+    for entry_id, fields in entries:
+        try:
+            good.append((entry_id, model.parse(fields)))
+        except ValueError as error:
+            dead.append({"id": entry_id, "record": fields.get("record", ""), "reason": str(error)})
+    outputs = model.predict([record for _, record in good]) if good else []
+    async with client.pipeline(transaction=True) as pipe:
+        for (entry_id, _), output in zip(good, outputs, strict=True):
+            pipe.xadd(streams.output, {"id": entry_id, **output})
+        for letter in dead:
+            pipe.xadd(streams.dead_letter, letter)
+        pipe.xack(streams.input, streams.group, *[entry_id for entry_id, _ in entries])
+        await pipe.execute()
+    RECORDS.labels(outcome="predicted").inc(len(good))
+    RECORDS.labels(outcome="rejected").inc(len(dead))
+
+
+async def measure(client: redis.Redis, streams: Streams) -> None:
+    for group in await client.xinfo_groups(streams.input):
+        if group["name"] == streams.group:
+            LAG.set(group.get("lag") or 0)
+            PENDING.set(group["pending"])
+
+
+async def consume(
+    client: redis.Redis,
+    model: Model,
+    streams: Streams,
+    consumer: str,
+    stop: asyncio.Event,
+    batch: int = 100,
+    claim_idle_ms: int = 30_000,
+) -> None:
+    """Handle entries until stop is set; the batch in hand is finished first."""
+    try:
+        await client.xgroup_create(streams.input, streams.group, id="0", mkstream=True)
+    except ResponseError as error:
+        if "BUSYGROUP" not in str(error):  # the group exists: another replica made it
+            raise
+    print(f"stream: {consumer} consumes {streams.input} in group {streams.group}", flush=True)
+    next_claim = 0.0
+    while not stop.is_set():
+        entries: list[Entry] = []
+        if time.monotonic() >= next_claim:
+            claimed: Any = await client.xautoclaim(
+                streams.input, streams.group, consumer, claim_idle_ms, "0-0", count=batch
+            )
+            entries = claimed[1]
+            next_claim = time.monotonic() + claim_idle_ms / 2000
+        if not entries:
+            read: Any = await client.xreadgroup(
+                streams.group, consumer, {streams.input: ">"}, count=batch, block=1000
+            )
+            entries = read[0][1] if read else []
+        if entries:
+            await handle(client, model, streams, entries)
+            model.update_gauges()
+        await measure(client, streams)
+
+
+async def run(url: str, model: Model, streams: Streams, consumer: str, **options: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    client = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        await consume(client, model, streams, consumer, stop, **options)
+    finally:
+        await client.aclose()
+    print(f"stream: {consumer} stopped", flush=True)
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="stream", description=__doc__)
+    env = os.environ.get
+    parser.add_argument("--url", default=env("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    parser.add_argument("--input", default=env("STREAM_INPUT", "records"))
+    parser.add_argument("--output", default=env("STREAM_OUTPUT", "predictions"))
+    parser.add_argument("--dead-letter", default=env("STREAM_DEAD_LETTER", "records-dead"))
+    parser.add_argument("--group", default=env("STREAM_GROUP", NAME))
+    # A pod's name: unique among the replicas, as a consumer of a group must be.
+    parser.add_argument("--consumer", default=env("STREAM_CONSUMER", socket.gethostname()))
+    parser.add_argument("--batch", type=int, default=100, help="entries read at once")
+    parser.add_argument("--claim-idle-ms", type=int, default=30_000)
+    parser.add_argument("--metrics-port", type=int, default=int(env("METRICS_PORT", "9100")))
+    args = parser.parse_args(argv)
+    # Before the model loads: a wrong URL is reported in a second, not after the imports.
+    try:
+        sync_redis.Redis.from_url(args.url).ping()
+    except (RedisConnectionError, OSError) as error:
+        raise cli.UserError(
+            f"cannot reach the broker at {args.url} ({error}): start it or set REDIS_URL"
+        ) from None
+    model = Model(bundle.load())
+    INFO.labels(model_version=model.version, backend=model.predictor.backend).set(1)
+    start_http_server(args.metrics_port)
+    streams = Streams(args.input, args.output, args.dead_letter, args.group)
+    options = {"batch": args.batch, "claim_idle_ms": args.claim_idle_ms}
+    asyncio.run(run(args.url, model, streams, args.consumer, **options))
+
+
+if __name__ == "__main__":
+    cli.run(main)

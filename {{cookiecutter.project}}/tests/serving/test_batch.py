@@ -1,0 +1,74 @@
+"""The scheduled batch's command against a local folder: predictions beside the table."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import ROOT, Stored
+from tumor_classifier import NAME
+from tumor_classifier.serving import batch, bundle
+
+
+def run(stored: Stored, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "tumor_classifier.serving.batch", *args]
+    return subprocess.run(command, cwd=ROOT, env=stored.env, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_predictions_land_beside_the_table_with_the_model_version(
+    stored: Stored, tmp_path: Path, suffix: str
+) -> None:
+    table = tmp_path / f"night{suffix}"
+    rows = stored.test.drop(columns="churned")
+    if suffix == ".csv":
+        rows.to_csv(table, index=False)
+    else:
+        rows.to_json(table, orient="records", lines=True)
+    result = run(stored, str(table))
+    assert result.returncode == 0, result.stderr
+    loaded = bundle.load(
+        next((stored.folder / "bentoml/models" / NAME).glob("*/serve.json")).parent
+    )
+    out = tmp_path / f"night.predictions-{loaded.version}{suffix}"
+    assert result.stdout.startswith(f"wrote {len(rows)} predictions to {out}")
+    written = pd.read_csv(out) if suffix == ".csv" else pd.read_json(out, lines=True)
+    assert set(written["model_version"].astype(str)) == {loaded.version}
+    columns = {f.name: rows[f.name].to_numpy() for f in loaded.features}
+    expected = loaded.predictor.proba(columns)
+    np.testing.assert_allclose(written["probability_yes"], expected[:, 1], atol=1e-6)
+    assert list(written["prediction"]) == loaded.predictor.labels(expected)
+
+
+def test_a_table_breaking_the_contract_is_one_line_and_writes_nothing(
+    stored: Stored, tmp_path: Path
+) -> None:
+    stored.test.drop(columns=["churned", "spend"]).to_csv(tmp_path / "night.csv", index=False)
+    result = run(stored, str(tmp_path / "night.csv"))
+    assert (result.returncode, result.stderr) == (1, "batch: input lacks columns: spend\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["night.csv"]
+    missing = run(stored, str(tmp_path / "none.csv"))
+    assert missing.stderr == f"batch: {tmp_path / 'none.csv'}: no such table\n"
+    assert run(stored, "").stderr == "batch: no table: give its URL, or set BATCH_TABLE\n"
+
+
+def test_the_image_reads_the_model_packed_in_the_bento(
+    stored: Stored, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A Bento's models/ folder is a model store of its own; the image works in the Bento.
+    shutil.copytree(stored.folder / "bentoml/models", tmp_path / "models")
+    monkeypatch.chdir(tmp_path)
+    version = (tmp_path / "models" / NAME / "latest").read_text().strip()
+    assert bundle.folder() == Path("models", NAME, version)
+
+
+def test_output_sits_beside_the_table_in_any_storage() -> None:
+    assert (
+        batch.output_of("s3://bucket/in/night.csv", "abc")
+        == "s3://bucket/in/night.predictions-abc.csv"
+    )
+    assert batch.fsspec_url("azure://dvc/t.csv") == "az://dvc/t.csv"

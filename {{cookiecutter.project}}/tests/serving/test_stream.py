@@ -1,0 +1,173 @@
+"""The stream consumer against a real redis-server: a crash mid-stream loses and repeats nothing."""
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import redis
+
+from conftest import ROOT, Stored, free_port
+from tumor_classifier import contract
+from tumor_classifier.params import load
+from tumor_classifier.serving.predict import Predictor
+
+GOOD = 1500
+# Records that break the contract, each with the words its dead letter's reason must hold.
+BAD = [
+    ('{"plan": "basic"}', "Field required"),
+    ("not json", "Invalid JSON"),
+    (None, "no `record` field"),
+    ("wrong-type", "tenure"),
+    ("unseen", "plan"),
+    ("extra", "Extra inputs are not permitted"),
+]
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A redis-server of its own on 127.0.0.1, without persistence, stopped afterwards."""
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("redis-server not installed (Debian/Ubuntu: apt-get install redis-server)")
+    port = free_port()
+    folder = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen(
+        [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("redis-server did not start")
+            time.sleep(0.05)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def bad_fields(kind: str | None, row: dict[str, object]) -> dict[str, str]:
+    if kind is None:
+        return {"data": json.dumps(row)}
+    changed = {
+        "wrong-type": {**row, "tenure": "ten"},
+        "unseen": {**row, "plan": "platinum"},
+        "extra": {**row, "coupon": "x"},
+    }
+    return {"record": json.dumps(changed[kind]) if kind in changed else kind}
+
+
+def start(stored: Stored, url: str, consumer: str, metrics: int, log: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "tumor_classifier.serving.stream", "--url", url]
+    command += ["--consumer", consumer, "--batch", "20", "--claim-idle-ms", "500"]
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [*command, "--metrics-port", str(metrics)],
+            cwd=ROOT,
+            env=stored.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def wait_for(condition: object, process: subprocess.Popen, log: Path, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():  # type: ignore[operator]
+        if process.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"the consumer did not get there:\n{log.read_text()[-3000:]}")
+        time.sleep(0.01)
+
+
+def metric(port: int, line_start: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(line_start))
+
+
+def test_a_crash_mid_stream_loses_nothing_and_predicts_each_record_once(
+    stored: Stored, broker: str, tmp_path: Path
+) -> None:
+    client: Any = redis.Redis.from_url(broker, decode_responses=True)  # typed for bytes and str
+    p = load(stored.folder / "params.yaml")
+    features = contract.from_schema((stored.folder / "schema.yaml").read_text(), p.data)
+    rows = stored.test[[f.name for f in features]]
+    rows = pd.concat([rows] * (GOOD // len(rows) + 1)).head(GOOD)
+    records = [json.loads(r) for r in rows.to_json(orient="records", lines=True).splitlines()]
+    good: dict[str, dict[str, object]] = {}
+    bad: dict[str, str] = {}
+    for i, record in enumerate(records):
+        good[client.xadd("records", {"record": json.dumps(record)})] = record
+        if i % 100 == 0:
+            kind, words = BAD[(i // 100) % len(BAD)]
+            bad[client.xadd("records", bad_fields(kind, record))] = words
+
+    handled = lambda: client.xlen("predictions") + client.xlen("records-dead")  # noqa: E731
+    first_log = tmp_path / "first.log"
+    first = start(stored, broker, "stream-a", free_port(), first_log)
+    wait_for(lambda: handled() > 0, first, first_log, 60)
+    first.kill()  # SIGKILL: no chance to finish its batch
+    first.wait()
+    assert 0 < handled() < len(good) + len(bad), "the crash did not come mid-stream"
+    dead_before = client.xlen("records-dead")
+
+    # Another pod takes over, including what the dead one read but never acknowledged.
+    log, metrics = tmp_path / "second.log", free_port()
+    second = start(stored, broker, "stream-b", metrics, log)
+    wait_for(lambda: handled() >= len(good) + len(bad), second, log, 120)
+    wait_for(lambda: metric(metrics, "stream_lag ") == 0, second, log, 10)
+    assert metric(metrics, 'stream_records_total{outcome="rejected"}') == len(bad) - dead_before
+    assert metric(metrics, "model_feature_drift{") != 0
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(timeout=30) == 0
+    assert "stream-b stopped" in log.read_text()
+
+    predictions = client.xrange("predictions")
+    assert sorted(p["id"] for _, p in predictions) == sorted(good)  # each once, none lost
+    assert client.xpending("records", "tumor_classifier")["pending"] == 0
+    letters = {fields["id"]: fields["reason"] for _, fields in client.xrange("records-dead")}
+    assert letters.keys() == bad.keys()
+    for entry_id, reason in letters.items():
+        assert bad[entry_id] in reason
+        assert "\n" not in reason
+
+    # The same predictor as the service and `make predict`, on the same records.
+    predictor = Predictor(
+        features, stored.folder / "model.joblib", stored.folder / "onnx/model.onnx"
+    )
+    ordered = [good[p["id"]] for _, p in predictions]
+    proba = predictor.proba({f.name: [r[f.name] for r in ordered] for f in features})
+    assert [p["prediction"] for _, p in predictions] == predictor.labels(proba)
+    streamed = [json.loads(p["probabilities"])["yes"] for _, p in predictions]
+    np.testing.assert_allclose(streamed, proba[:, predictor.classes.index("yes")], atol=1e-6)
+
+
+def test_an_unreachable_broker_is_one_line(stored: Stored, tmp_path: Path) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    command = [sys.executable, "-m", "tumor_classifier.serving.stream", "--url", url]
+    result = subprocess.run(
+        [*command, "--metrics-port", str(free_port())],
+        cwd=ROOT,
+        env=stored.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"stream: cannot reach the broker at {url}")
+    assert result.stderr.count("\n") == 1
