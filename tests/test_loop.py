@@ -1,12 +1,13 @@
 """Loop (slow): the life of a generated repository, offline, through the targets its workflows call.
 
 A bare repository stands in for GitHub; every step runs the make target that the named workflow
-runs, and the test first checks, in the workflow's YAML, that the workflow does call it. Local
-folders stand in for the DVC remote and its quarantine; other clones for forks and teammates.
+runs, and the test first checks, with the project's own reading of the workflows (`ops.score`),
+that a step of that workflow runs it on this repository: its job's and its own `if:` evaluated with
+the repository variables the team set. Local folders stand in for the DVC remote and its
+quarantine; other clones for forks and teammates.
 """
 
 import json
-import re
 import shutil
 import sqlite3
 import subprocess
@@ -31,21 +32,31 @@ DIGESTS = ["sha256:" + "1" * 64, "sha256:" + "2" * 64]
 
 
 class Repository:
-    """The baked project, with its workflows' make targets."""
+    """The baked project, with the make targets its workflows run given its variables."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, variables: dict[str, str]) -> None:
         self.path = path
-        self.targets: dict[str, set[str]] = {}
-        for workflow in sorted((path / ".github/workflows").glob("*.yml")):
-            jobs = yaml.safe_load(workflow.read_text())["jobs"].values()
-            steps = [step for job in jobs for step in job.get("steps", [])]
-            # Local actions, by GitHub's self-repository syntax `$/path`.
-            for local in {s["uses"] for s in steps if s.get("uses", "").startswith("$/")}:
-                action = path / local.removeprefix("$/") / "action.yml"
-                steps += yaml.safe_load(action.read_text())["runs"]["steps"]
-            self.targets[workflow.name] = {
-                t for s in steps for t in re.findall(r"\bmake ([a-z-]+)", s.get("run", ""))
-            }
+        self.variables = variables
+        self.targets = self.workflow_targets(variables)
+
+    def workflow_targets(self, variables: dict[str, str]) -> dict[str, set[str]]:
+        """Per workflow, the targets of the steps that run on a repository with these variables."""
+        package = ANSWERS["project"].replace("-", "_")
+        settings = [f"--var={name}={value}" for name, value in variables.items()]
+        shown = run(
+            [
+                "uv",
+                "run",
+                "--locked",
+                "python",
+                "-m",
+                f"{package}.ops.score",
+                "--workflows",
+                *settings,
+            ],
+            self.path,
+        )
+        return {name: set(targets) for name, targets in json.loads(shown.stdout).items()}
 
     def step(
         self,
@@ -55,9 +66,11 @@ class Repository:
         check: bool = True,
         env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run the target as the workflow does; fail if the workflow does not call it."""
-        assert target in self.targets[workflow], f"{workflow} does not run make {target}"
-        return run(["make", target, *args], self.path, check=check, env=env)
+        """Run the target as the workflow does; fail if no step of the workflow that runs here
+        calls it. The jobs' MLFLOW_TRACKING_URI is the variable's value."""
+        assert target in self.targets[workflow], f"{workflow} does not run make {target} here"
+        tracking = {"MLFLOW_TRACKING_URI": self.variables["MLFLOW_TRACKING_URI"]}
+        return run(["make", target, *args], self.path, check=check, env=tracking | (env or {}))
 
     def script(self, workflow: str, condition: str) -> str:
         """The shell of the workflow's step whose `if` says condition."""
@@ -96,7 +109,24 @@ def test_the_life_of_a_repository(tmp_path_factory: pytest.TempPathFactory) -> N
     # 1. A team starts a repository; a bare repository stands in for GitHub. The bake committed
     #    the lock; the team points the DVC remote and its quarantine at its storage.
     root = tmp_path_factory.mktemp("loop")
-    repo = Repository(bake_into(root, lock=True, **ANSWERS))
+    path = bake_into(root, lock=True, **ANSWERS)
+    # The team's repository variables: a tracking server (here the project's SQLite store), the
+    # source of fresh data, the bot that opens retrain pull requests, the service's request logs.
+    repo = Repository(
+        path,
+        {
+            "MLFLOW_TRACKING_URI": f"sqlite:///{path / 'mlflow.db'}",
+            "DATA_SOURCE": "build/fresh.csv",
+            "BOT_CLIENT_ID": "123456",
+            "REQUEST_LOGS": "https://logs.example.org/churn-guard",
+        },
+    )
+    # A repository without them registers nothing, moves no alias and never retrains.
+    default = repo.workflow_targets({})
+    assert "register" in repo.targets["release.yml"] - default["release.yml"]
+    assert "alias" in repo.targets["promote.yml"] - default["promote.yml"]
+    assert {"refresh", "train"} <= repo.targets["retrain.yml"] - default["retrain.yml"]
+    assert "drift" in repo.targets["monitor.yml"] - default["monitor.yml"]
     assert (
         repo.git("log", "--format=%s", "--", "uv.lock").split("\n")[0]
         == "Start from the MLOps template"
@@ -116,7 +146,6 @@ def test_the_life_of_a_repository(tmp_path_factory: pytest.TempPathFactory) -> N
     repo.step("release.yml", "push")
     repo.step("train.yml", "commit-results")
     repo.git("push", "--quiet", "origin", "main")
-    champion = json_of(repo.path / "reports/metrics.json")
 
     # 3. A pull request that changes no input of the pipeline trains nothing; one that changes a
     #    hyperparameter trains, may push only to the quarantine, and reports against main.
@@ -199,7 +228,6 @@ def test_the_life_of_a_repository(tmp_path_factory: pytest.TempPathFactory) -> N
     assert f"main already deploys {first} to staging: nothing to commit" in rerun.stdout
     assert git(origin, "log", "--format=%s", "main").splitlines() == log
     repo.git("checkout", "--quiet", "-B", "main", "origin/main")
-    release = repo.git("rev-parse", "HEAD").strip()
     assert repo.rendered_image("staging") == first
     application = yaml.safe_load((repo.path / "argocd/staging.yaml").read_text())
     assert application["spec"]["source"]["path"] == "deploy/overlays/staging"
@@ -223,9 +251,8 @@ def test_the_life_of_a_repository(tmp_path_factory: pytest.TempPathFactory) -> N
     repo.commit("deploy(production): promote the staging image")
     assert repo.rendered_image("production") == first
     repo.step("promote.yml", "alias", "ENV=production")
-    with sqlite3.connect(repo.path / "mlflow.db") as db:
-        aliases = dict(db.execute("select alias, version from registered_model_aliases"))
-    assert aliases["production"] == aliases["staging"]
+    aliases = registry(repo.path)
+    assert aliases["production"] == aliases["staging"] == aliases["first"]
 
     # 8. The world drifts: make drift says so, and the retrain path opens a branch.
     run(["uv", "run", "--locked", "python", "-c", DRIFTED], repo.path)
@@ -234,25 +261,57 @@ def test_the_life_of_a_repository(tmp_path_factory: pytest.TempPathFactory) -> N
     assert "see reports/drift/summary.md" in drifted.stdout + drifted.stderr
     assert (repo.path / "reports/drift/summary.md").read_text().startswith("**Drift detected**")
     lock = (repo.path / "dvc.lock").read_text()
+    champion = json.loads(repo.git("show", "main:reports/metrics.json"))  # the tuned model's
     repo.git("switch", "--quiet", "--create", "retrain")
-    repo.step("retrain.yml", "refresh", "SOURCE=build/fresh.csv")
+    repo.step("retrain.yml", "refresh", f"SOURCE={repo.variables['DATA_SOURCE']}")
     repo.step("retrain.yml", "train")
     repo.step("retrain.yml", "push", "REMOTE=pr")
     repo.commit("retrain: fresh data, dvc.lock and reports")
     assert (repo.path / "dvc.lock").read_text() != lock
-    assert json_of(repo.path / "reports/metrics.json") != champion
-    assert "retrain" in repo.git("branch", "--list", "retrain")
+    retrained = json_of(repo.path / "reports/metrics.json")
+    assert retrained != champion
+    # Its pull request is reviewed like any other: the report compares it with the champion.
+    repo.step("train.yml", "report", "BASE=main")
+    report = (repo.path / "reports/pr/report.md").read_text()
+    row = f"| accuracy | {champion['accuracy']:.4g} | {retrained['accuracy']:.4g} |"
+    assert row in report, report
+    assert {"data/raw.csv.dvc", "dvc.lock"} <= set(repo.git("diff", "--name-only", "main").split())
 
-    # 9. A bad release is rolled back by reverting its commit.
+    # 9. The retrained model is merged, released and promoted; it misbehaves in production, and
+    #    reverting its promotion serves the previous image again and moves the alias back.
     repo.git("switch", "--quiet", "main")
+    repo.git("merge", "--quiet", "--no-ff", "retrain", "--message", "Merge the retrain")
+    repo.git("push", "--quiet", "origin", "main")
     second = f"{IMAGE}@{DIGESTS[1]}"
+    repo.step("release.yml", "register", "ALIAS=staging", f"IMAGE={second}")
     repo.step("release.yml", "deploy", "ENV=staging", f"IMAGE={second}", env=RELEASER)
     repo.git("checkout", "--quiet", "-B", "main", "origin/main")
-    bad = repo.git("rev-parse", "HEAD").strip()
-    assert repo.rendered_image("staging") == second
-    repo.git("revert", "--no-edit", bad)
-    assert repo.rendered_image("staging") == first
-    assert release in repo.git("log", "--format=%H")
+    repo.step("promote.yml", "promote")
+    promotion = repo.commit("deploy(production): promote the staging image")
+    assert repo.rendered_image("production") == second
+    repo.step("promote.yml", "alias", "ENV=production")
+    versions = registry(repo.path)
+    assert versions["production"] == versions["staging"] != versions["first"]
+    repo.git("revert", "--no-edit", promotion)
+    assert repo.git("show", "--name-only", "--format=", "HEAD").split() == [
+        "deploy/overlays/production/deployment.yaml"
+    ]
+    assert repo.rendered_image("production") == first
+    repo.step("promote.yml", "alias", "ENV=production")  # the revert's push to main runs it
+    assert registry(repo.path)["production"] == versions["first"]
+
+
+def registry(path: Path) -> dict[str, str]:
+    """The registry's aliases, and `first`: the version tagged with the first image."""
+    with sqlite3.connect(path / "mlflow.db") as db:
+        aliases = {
+            a: str(v) for a, v in db.execute("select alias, version from registered_model_aliases")
+        }
+        (first,) = db.execute(
+            "select version from model_version_tags where key = 'image' and value = ?",
+            (f"{IMAGE}@{DIGESTS[0]}",),
+        ).fetchone()
+    return {**aliases, "first": str(first)}
 
 
 def tune(path: Path, old: str, new: str) -> None:

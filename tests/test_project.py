@@ -47,6 +47,35 @@ def test_tests_pass_on_a_fresh_bake(project: Path) -> None:
     assert "SKIPPED" not in result.stdout or "redis-server not installed" not in result.stdout
 
 
+def test_the_score_is_read_from_that_test_run(project: Path) -> None:
+    """make score after make test (above): each item from what ran, passed and asserted."""
+    lines = run(["make", "score"], project).stdout.splitlines()
+    assert lines[-1] == "ML Test Score: 4 (the lowest section)"
+    points = {line.split()[0]: int(line.split()[1]) for line in lines if line.startswith("  ")}
+    unscored = {item for item, point in points.items() if not point}
+    manual = {"D3", "D5", "M2", "M4", "M7", "I5"}
+    # No test verifies these yet; a default repository (no DATA_SOURCE) never retrains.
+    assert unscored - manual == {"D2", "I6", "Mon4", "Mon5"}
+    assert [line for line in lines if not line.startswith("  ")][:-1] == [
+        "data: 4 of 7",
+        "model: 4 of 7",
+        "infrastructure: 5 of 7",
+        "monitoring: 5 of 7",
+    ]
+    # The results of some tests only are refused: they say nothing of the tests left out.
+    run(
+        ["uv", "run", "--locked", "pytest", "-q", "-k", "gate", "--junitxml=build/some.xml"],
+        project,
+    )
+    score = ["uv", "run", "--locked", "python", "-m", "tumor_classifier.ops.score"]
+    refused = run([*score, "--results", "build/some.xml"], project, check=False)
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        "score: build/some.xml holds the results of some tests only (paths or -k given): "
+        "run make test\n"
+    )
+
+
 def test_train_runs_every_stage_and_passes_the_gate(trained: Path) -> None:
     lock = (trained / "dvc.lock").read_text()
     for stage in ("profile", "validate", "split", "train", "evaluate", "gate"):

@@ -20,6 +20,7 @@ def features(customers: pd.DataFrame, customers_params: Params) -> list[Feature]
     return contract.from_schema(str(schema.to_yaml()), customers_params.data)
 
 
+@pytest.mark.score("D4")
 def test_features_follow_the_schema_without_target_or_identifiers(
     features: list[Feature], customers: pd.DataFrame
 ) -> None:
@@ -48,7 +49,7 @@ def test_numbers_carry_the_reviewed_range_widened_by_the_margin(
 GOOD: dict[str, Any] = {"plan": "pro", "region": None, "tenure": 3, "spend": 50.5}
 
 
-@pytest.mark.score("D7")
+@pytest.mark.score("Mon2")
 @pytest.mark.parametrize(
     ("change", "error"),
     [

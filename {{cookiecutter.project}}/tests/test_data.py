@@ -33,6 +33,7 @@ def test_unreadable_tables_are_one_line(tmp_path: Path) -> None:
         data.write_table(pd.DataFrame({"x": [1]}), tmp_path / "table.xlsx")
 
 
+@pytest.mark.score("D7")
 def test_model_input_makes_numbers_floats_and_missing_categories_empty() -> None:
     frame = pd.DataFrame({"plan": ["a", None, np.nan, 3], "x": ["1", "2", None, 4], "y": [0] * 4})
     x = data.model_input(frame, ["x"], ["plan"])

@@ -68,7 +68,6 @@ def test_unshifted_requests_show_no_drift(project: Path, monkeypatch: pytest.Mon
     assert (project / "out/summary.md").read_text().startswith("**No drift**")
 
 
-@pytest.mark.score("Mon7")
 def test_shifted_requests_fail_with_the_drifted_features(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -81,6 +80,21 @@ def test_shifted_requests_fail_with_the_drifted_features(
         c for c in result["scores"] if c.startswith("mean_")
     }
     assert (project / "out/summary.md").read_text().startswith("**Drift detected**")
+
+
+@pytest.mark.score("Mon7")
+def test_a_moved_prediction_mix_is_drift(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prediction bias, the sign of lost quality that needs no labels: requests the model calls
+    malignant only, while a third of the training data is."""
+    calm = pd.read_csv(project / "calm.csv")
+    model = joblib.load(project / "model.joblib")
+    calm[model.predict(calm) == "malignant"].to_csv(project / "malignant.csv", index=False)
+    with pytest.raises(UserError, match="drift"):
+        run_drift(project, "malignant.csv", monkeypatch)
+    result = json.loads((project / "out/drift.json").read_text())
+    assert result["checks"]["prediction"] is False
+    assert "prediction" in result["drifted"]
+    assert "the prediction mix drifted too" in (project / "out/summary.md").read_text()
 
 
 def test_current_keeps_only_request_records(tmp_path: Path) -> None:

@@ -42,7 +42,6 @@ def test_set_image_changes_only_the_image_line_and_is_idempotent(project: Path) 
     manifests.manifests(project)
 
 
-@pytest.mark.score("I7")
 def test_promotion_copies_the_staging_image_to_production(project: Path) -> None:
     folder = project / overlays.OVERLAYS
     overlays.set_image(folder, "staging", IMAGE)

@@ -21,7 +21,7 @@ from mlflow import MlflowClient
 from tumor_classifier import tracking
 from tumor_classifier.cli import UserError
 from tumor_classifier.data import feature_columns, model_input
-from tumor_classifier.ops import register
+from tumor_classifier.ops import manifests, overlays, register
 from tumor_classifier.params import Params
 from tumor_classifier.pipeline import train
 
@@ -178,6 +178,61 @@ def test_promotion_moves_the_alias_to_the_version_an_image_serves(
     }
     with pytest.raises(UserError, match=r"no version of .* is tagged with image"):
         register.main(["alias", "--alias", "production", "--image", IMAGE.replace("ab", "cd")])
+
+
+def git(cwd: Path, *args: str) -> str:
+    identity = ["-c", "user.name=Release", "-c", "user.email=release@example.org"]
+    return subprocess.run(
+        ["git", *identity, "-c", "commit.gpgsign=false", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+@pytest.mark.score("I7")
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+def test_reverting_a_release_serves_the_previous_image_and_moves_the_alias_back(
+    store: str,
+    small: tuple[train.Fitted, Params, pd.DataFrame],
+    pipeline_outputs: list[str],
+    project: Path,
+) -> None:
+    folder = project / overlays.OVERLAYS
+    first, second = (f"ghcr.io/example-org/model@sha256:{digit * 64}" for digit in "12")
+
+    def release(image: str) -> None:
+        """What a merge to main does: register the model with its image, commit the digest."""
+        register.main([*pipeline_outputs, "--alias", "staging", "--image", image])
+        overlays.set_image(folder, "staging", image)
+        git(project, "add", "deploy")
+        git(project, "commit", "--quiet", "--message", f"deploy(staging): {image}")
+
+    def rendered() -> str:
+        (deployment,) = [
+            o for o in manifests.render(folder / "staging", project) if o["kind"] == "Deployment"
+        ]
+        return str(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
+
+    git(project, "init", "--quiet")
+    release(first)
+    joblib.dump(small[0].baseline, "model.joblib")  # the next model: another file, a new version
+    release(second)
+    assert rendered() == second
+    client = MlflowClient()
+    versions = {
+        v.tags["image"]: v.version
+        for v in client.search_model_versions(f"name = '{tracking.NAME}'")
+    }
+    assert client.get_registered_model(tracking.NAME).aliases["staging"] == versions[second]
+
+    # The rollback: revert the release's commit; `make alias ENV=staging` follows the overlay.
+    git(project, "revert", "--no-edit", "HEAD")
+    assert rendered() == first
+    register.main(["alias", "--alias", "staging", "--image", overlays.image_of(folder, "staging")])
+    assert client.get_registered_model(tracking.NAME).aliases["staging"] == versions[first]
+    assert versions[first] != versions[second]
 
 
 def test_a_client_that_lost_a_registration_race_keeps_one_version(

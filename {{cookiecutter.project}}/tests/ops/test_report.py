@@ -132,6 +132,7 @@ def repo(workdir: Path, project_params: Params) -> Path:
     return workdir
 
 
+@pytest.mark.score("M1")
 def test_a_better_challenger_shows_what_changed_and_why(repo: Path, project_params: Params) -> None:
     better = copy.deepcopy(CHAMPION)
     better.update(accuracy=0.97, log_loss=0.08)

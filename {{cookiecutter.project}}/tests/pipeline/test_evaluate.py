@@ -38,7 +38,7 @@ def test_binary_scores_match_hand_computed_values() -> None:
     assert scores.log_loss == pytest.approx(-np.mean(np.log([0.9, 0.8, 0.4, 0.3])))
 
 
-@pytest.mark.score("D2")
+@pytest.mark.score("M6")
 def test_multiclass_metrics_per_class_and_slices(wine_trained: Trained) -> None:
     fitted, test_rows, p = wine_trained
     metrics, tables, confusion = evaluate.evaluate(fitted.model, fitted.baseline, test_rows, p)

@@ -1,12 +1,19 @@
-"""The pipeline as a whole: its structure, and tables of other shapes by changing params only."""
+"""The pipeline as a whole: its structure, `dvc repro` end to end, and tables of other shapes."""
 
+import json
+import os
 import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
+import joblib
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, write_params
 from tumor_classifier.metrics import Metrics
 from tumor_classifier.params import Params
 from tumor_classifier.pipeline import evaluate, gate, split, train, validate
@@ -16,8 +23,6 @@ PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 PACKAGE = "tumor_classifier"
 
 
-@pytest.mark.score("D6")
-@pytest.mark.score("I3")
 @pytest.mark.parametrize("stage", list(PIPELINE["stages"]))
 def test_one_stage_one_module_one_params_section_one_test_file(stage: str) -> None:
     spec = PIPELINE["stages"][stage]
@@ -28,6 +33,7 @@ def test_one_stage_one_module_one_params_section_one_test_file(stage: str) -> No
     assert {name.split(".")[0] for name in spec.get("params", [])} <= set(PARAMS)
 
 
+@pytest.mark.score("D6")
 @pytest.mark.parametrize(
     ("dataset", "p"), [("customers", "customers_params"), ("wine", "wine_params")]
 )
@@ -56,3 +62,39 @@ def test_same_inputs_same_metrics(cancer: pd.DataFrame, project_params: Params) 
         return evaluate.evaluate(fitted.model, fitted.baseline, test_rows, project_params)[0]
 
     assert run() == run()
+
+
+@pytest.mark.score("I3")
+def test_dvc_repro_runs_the_whole_pipeline_on_the_shipped_data(
+    tmp_path: Path, project_params: Params
+) -> None:
+    """`make train` in a copy of the project: every stage runs, in order, from data to gate."""
+    for name in ("dvc.yaml", "data/raw.csv", "data/schema.yaml", "src"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy
+        copy(ROOT / name, tmp_path / name)
+    # The shipped params with a smaller search: the test is of the plumbing, not of the tuning.
+    search = project_params.train.search.model_copy(update={"cv_folds": 2})
+    write_params(
+        tmp_path,
+        project_params.model_copy(
+            update={
+                "train": project_params.train.model_copy(update={"search": search}),
+                "evaluate": project_params.evaluate.model_copy(update={"permutation_repeats": 1}),
+            }
+        ),
+    )
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    dvc = [sys.executable, "-m", "dvc"]
+    subprocess.run([*dvc, "init", "--no-scm", "--quiet"], cwd=tmp_path, check=True, env=env)
+    result = subprocess.run([*dvc, "repro"], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    ran = re.findall(r"Running stage '(\w+)'", result.stdout)
+    assert set(ran) == set(PIPELINE["stages"])
+    assert json.loads((tmp_path / "reports/gate.json").read_text())["passed"] is True
+    model = joblib.load(tmp_path / "models/model.joblib")
+    test = pd.read_parquet(tmp_path / "data/split/test.parquet")
+    predicted = model.predict(test.drop(columns=project_params.data.target))
+    assert set(predicted) == set(test[project_params.data.target])
+    again = subprocess.run([*dvc, "repro"], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert "Data and pipelines are up to date." in again.stdout

@@ -34,7 +34,6 @@ def test_onnx_and_scikit_learn_backends_agree(
     np.testing.assert_allclose(fast.proba(columns), exact.proba(columns), atol=1e-5)
 
 
-@pytest.mark.score("I5")
 @pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
 def test_main_reads_and_writes_each_format(served: Served, workdir: Path, suffix: str) -> None:
     write_params(workdir, load(served.folder / "params.yaml"))

@@ -120,7 +120,6 @@ def test_health_endpoints(served: Served) -> None:
         assert call(served.url, path)[0] == 200
 
 
-@pytest.mark.score("Mon5")
 def test_one_record_gets_a_label_probabilities_and_the_model_version(
     served: Served, record: dict[str, Any]
 ) -> None:
