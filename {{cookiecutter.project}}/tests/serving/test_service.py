@@ -2,6 +2,7 @@
 the contract it publishes, its metrics, and the out-of-range policy."""
 
 import base64
+import contextlib
 import gzip
 import hashlib
 import http.client
@@ -36,10 +37,9 @@ def call(
     parts = urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
     try:
-        try:
+        # The service may answer (a 413) before it takes the whole body: then read that answer.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             connection.request("GET" if body is None else "POST", path, body, headers or {})
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the service answered before taking the whole body (a 413): read that answer
         response = connection.getresponse()
         data = response.read()
         head = {k.lower(): v for k, v in response.getheaders()}
