@@ -49,7 +49,7 @@ def test_tests_pass_on_a_fresh_bake(project: Path) -> None:
 
 def test_the_score_is_read_from_that_test_run(project: Path) -> None:
     """make score after make test (above): each item from what ran, passed and asserted."""
-    lines = run(["make", "score"], project).stdout.splitlines()
+    lines = run(["make", "--silent", "score"], project).stdout.splitlines()
     assert lines[-1] == "ML Test Score: 4 (the lowest section)"
     points = {line.split()[0]: int(line.split()[1]) for line in lines if line.startswith("  ")}
     unscored = {item for item, point in points.items() if not point}
