@@ -101,25 +101,32 @@ def test_merges_during_the_build_are_kept(origin: Path, release: Path, tmp_path:
     ]
 
 
+def teammate_pushes_first(release: Path, origin: Path, tmp_path: Path, script: str) -> None:
+    """Before each push of the release clone, a teammate's clone runs script (a merge to main)."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    hook = hooks / "pre-push"
+    # The hook's git variables name the release clone: unset, so script's git is the teammate's.
+    hook.write_text("#!/bin/sh\nunset $(git rev-parse --local-env-vars)\n" + script)
+    hook.chmod(0o755)
+    clone(origin, tmp_path / "teammate")
+    git(release, "config", "core.hooksPath", str(hooks))
+
+
 def test_a_merge_racing_the_push_is_retried_and_lands_once(
     origin: Path, release: Path, tmp_path: Path
 ) -> None:
     # Between the fetch and the push, once, another merge reaches main.
-    hooks = tmp_path / "hooks"
-    hooks.mkdir()
-    hook = hooks / "pre-push"
-    hook.write_text(
-        "#!/bin/sh\n"
-        "unset $(git rev-parse --local-env-vars)\n"  # the hook's git variables name this clone
+    teammate_pushes_first(
+        release,
+        origin,
+        tmp_path,
         f'[ -e "{tmp_path}/raced" ] && exit 0\n'
         f'touch "{tmp_path}/raced"\n'
         f'cd "{tmp_path}/teammate" && git pull --quiet origin main && echo raced > raced.md && '
         "git add raced.md && git commit --quiet -m 'merged during the push' && "
-        "git push --quiet origin main\n"
+        "git push --quiet origin main\n",
     )
-    hook.chmod(0o755)
-    clone(origin, tmp_path / "teammate")
-    git(release, "config", "core.hooksPath", str(hooks))
     deploys(release)
     assert history(origin) == [f"deploy(staging): {DIGEST}", "merged during the push", "start"]
 
@@ -127,18 +134,13 @@ def test_a_merge_racing_the_push_is_retried_and_lands_once(
 def test_main_that_keeps_moving_fails_in_one_line(
     origin: Path, release: Path, tmp_path: Path
 ) -> None:
-    hooks = tmp_path / "hooks"
-    hooks.mkdir()
-    hook = hooks / "pre-push"
-    hook.write_text(
-        "#!/bin/sh\n"
-        "unset $(git rev-parse --local-env-vars)\n"
+    teammate_pushes_first(
+        release,
+        origin,
+        tmp_path,
         f'cd "{tmp_path}/teammate" && git pull --quiet origin main && date +%s%N > busy.md && '
-        "git add busy.md && git commit --quiet -m busy && git push --quiet origin main\n"
+        "git add busy.md && git commit --quiet -m busy && git push --quiet origin main\n",
     )
-    hook.chmod(0o755)
-    clone(origin, tmp_path / "teammate")
-    git(release, "config", "core.hooksPath", str(hooks))
     with pytest.raises(UserError, match=r"^main kept moving: 3 pushes lost the race"):
         deploys(release)
     assert f"deploy(staging): {DIGEST}" not in history(origin)
