@@ -46,7 +46,8 @@ test: $(UV) ## Every tier of the template tests
 test-fast: $(UV) ## The tiers that do not install a baked project
 	$(RUN) pytest -m "not slow"
 
-bench: $(UV) ## Cold and no-op make train, stage imports and times as ROWS grow; make predict against ONNX alone; the image against BentoML's (podman); serving (wrk); the stream consumer (redis-server)
+bench: $(UV) ## Cold and no-op make train, stage imports and times as ROWS grow; make predict against ONNX alone; the image against BentoML's (podman); serving against MLflow and a bare-ASGI ceiling (wrk); the stream consumer (redis-server)
+	@command -v wrk >/dev/null || { echo "make bench needs wrk for the serving benchmark: apt-get install wrk (or brew install wrk)"; exit 1; }
 	rm -rf $(BENCH)
 	$(RUN) cookiecutter --no-input --output-dir $(BENCH) .
 	@# The project's Makefile keeps its BentoML store in its build/bentoml: the model this benchmark trained.
@@ -56,7 +57,7 @@ bench: $(UV) ## Cold and no-op make train, stage imports and times as ROWS grow;
 	  $(MAKE) -C $$project train register bento && \
 	  $(RUN) python tests/bench_predict.py $$project && \
 	  $(RUN) python tests/bench_image.py $$project && \
-	  $(RUN) python tests/bench_serving.py $$project && \
+	  $(RUN) python tests/bench_serving.py $$project --profile 20 && \
 	  $(RUN) python tests/bench_stream.py $$project
 
 # Exact versions and hashes for the image and the tests, for every Python the template supports.

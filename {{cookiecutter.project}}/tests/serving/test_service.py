@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import jsonschema
 import numpy as np
 import pandas as pd
 import pytest
@@ -131,6 +132,26 @@ def test_one_record_gets_a_label_probabilities_and_the_model_version(
     assert set(prediction["probabilities"]) == {"yes", "no"}
     assert math.isclose(sum(prediction["probabilities"].values()), 1, rel_tol=1e-5)
     assert prediction["out_of_range"] == []
+
+
+def test_the_answer_is_the_document_it_publishes(served: Served, record: dict[str, Any]) -> None:
+    """The service writes its answer's JSON itself, without building the documented models: the
+    answer must stay what /docs.json says a 200 is."""
+    _, _, spec = call(served.url, "/docs.json")
+    ok = spec["paths"]["/predict"]["post"]["responses"]["200"]["content"]["application/json"]
+    validator = jsonschema.Draft202012Validator({**ok["schema"], "components": spec["components"]})
+    status, answer = post(served.url, body(records=[record, record]))
+    assert status == 200
+    assert list(validator.iter_errors(answer)) == []
+    # And the check can fail: the answers it must refuse.
+    (prediction, _) = answer["predictions"]
+    for broken in (
+        {"predictions": answer["predictions"]},
+        {**answer, "predictions": [{**prediction, "label": 1}]},
+        {**answer, "predictions": [{**prediction, "probabilities": {"yes": "0.5"}}]},
+        {**answer, "predictions": [{k: v for k, v in prediction.items() if k != "label"}]},
+    ):
+        assert list(validator.iter_errors(broken)) != [], broken
 
 
 @pytest.mark.score("Mon3")

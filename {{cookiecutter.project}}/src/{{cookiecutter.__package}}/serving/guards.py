@@ -26,6 +26,8 @@ REJECTED = bentoml.metrics.Counter(
 # refusals, as ClientMistakes rewrites them, and ours read alike.
 REFUSALS = logging.getLogger("bentoml._internal.server.http_app")
 MEDIA_TYPE = b"application/json"
+# Where the guard leaves the body it read, so that the service parses it without reading it again.
+BODY = "guarded_body"
 
 
 class TooLarge(Exception):
@@ -78,6 +80,7 @@ class Guard:
             return
         if body is None:  # the client left
             return
+        scope[BODY] = body
         sent = False
 
         async def replay() -> Message:
@@ -170,13 +173,22 @@ SYSTEM_ROUTES = ("/", "/docs.json", "/schema.json", "/livez", "/healthz", "/read
 
 
 class KnownEndpoints:
-    """A labelled metric whose `endpoint` is the path when the service serves it, else OTHER."""
+    """A labelled metric whose `endpoint` is the path when the service serves it, else OTHER; its
+    children bound once per set of label values (prometheus_client's labels() checks and locks on
+    every call, and BentoML calls it four times a request)."""
 
     def __init__(self, metric: Any, known: frozenset[str]) -> None:
         self.metric, self.known = metric, known
+        self.children: dict[tuple[Any, ...], Any] = {}
 
-    def labels(self, endpoint: str, **labels: Any) -> Any:
-        return self.metric.labels(endpoint=endpoint if endpoint in self.known else OTHER, **labels)
+    def labels(self, **labels: Any) -> Any:
+        if "endpoint" in labels and labels["endpoint"] not in self.known:
+            labels["endpoint"] = OTHER  # before the key: unknown paths add no children either
+        key = tuple(labels.values())
+        child = self.children.get(key)
+        if child is None:
+            child = self.children[key] = self.metric.labels(**labels)
+        return child
 
 
 def bound_endpoint_labels(api_routes: Collection[str]) -> None:
@@ -195,6 +207,7 @@ def bound_endpoint_labels(api_routes: Collection[str]) -> None:
                 "metrics_request_total",
                 "metrics_request_duration",
                 "metrics_request_in_progress",
+                "metrics_last_request_timestamp",
                 "metrics_websocket_connections",
                 "metrics_websocket_data_received",
                 "metrics_websocket_data_sent",

@@ -15,10 +15,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from starlette.requests import Request as HTTPRequest
+from starlette.responses import Response
 
 from .. import NAME, contract
 from . import docs, transport
-from .guards import ClientMistakes, Guard, bound_endpoint_labels
+from .guards import BODY, ClientMistakes, Guard, bound_endpoint_labels
 from .monitor import OnlineDrift
 from .predict import Predictor
 
@@ -67,7 +68,9 @@ PREDICTION_DRIFT = bentoml.metrics.Gauge(
 # A share of the requests, one JSON object per record on stdout: what `make current` collects from
 # the log store and `make drift` compares with the training reference.
 REQUESTS = logging.getLogger(f"{NAME}.requests")
-# The gauges move every few requests: the index needs counts, not every single record.
+# The drift window takes the records of a few requests at once, and the gauges move then: the
+# index needs counts, not every single record, and one update of many records costs about as
+# much as one of a single record.
 DRIFT_EVERY = 16
 
 
@@ -81,8 +84,10 @@ class Request(bentoml.IODescriptor):  # type: ignore[misc]
     @classmethod
     async def from_http_request(cls, request: HTTPRequest, serde: Any) -> "Request":
         """BentoML's hook for parsing a request (_bentoml_sdk/io_models.py): one parse that
-        refuses duplicate keys, one validation; a ValidationError is BentoML's 400."""
-        return contract.validate_json(cls, await request.body(), FEATURES)
+        refuses duplicate keys, one validation; a ValidationError is BentoML's 400. The body is
+        the one the guard read, not a second copy of it."""
+        body = request.scope.get(BODY)
+        return contract.validate_json(cls, await request.body() if body is None else body, FEATURES)
 
 
 class Prediction(BaseModel):
@@ -96,6 +101,8 @@ class Prediction(BaseModel):
 
 
 class Predictions(BaseModel):
+    """The answer's documented shape: answer() writes its JSON without building these models."""
+
     model_version: str
     predictions: list[Prediction]
 
@@ -120,6 +127,8 @@ class Classifier:
         INFO.labels(model_version=self.version, backend=self.predictor.backend).set(1)
         stats = json.loads((FOLDER / "reference.json").read_text())
         self.drift = OnlineDrift(FEATURES, stats, SETTINGS["window"])
+        self.unseen: dict[str, list[Any]] = {f.name: [] for f in FEATURES}  # by the window yet
+        self.unseen_labels: list[str] = []
         self.drift_gauges = {f.name: DRIFT.labels(feature=f.name) for f in FEATURES}
         self.ranges = contract.Ranges(FEATURES)
         self.out_of_range = [OUT_OF_RANGE.labels(feature=name) for name in self.ranges.names]
@@ -134,8 +143,10 @@ class Classifier:
         gc.collect()
         gc.freeze()
 
-    @bentoml.api(input_spec=Request)
-    async def predict(self, records: Records) -> Predictions:
+    # The OpenAPI document shows Predictions; the answer is its JSON, written once (BentoML would
+    # validate a returned model again, dump it to a dict and then to JSON).
+    @bentoml.api(input_spec=Request, output_spec=Predictions)
+    async def predict(self, records: Records) -> Response:
         """Predict the class of each record, with every class's probability."""
         columns = {f.name: [getattr(r, f.name) for r in records] for f in FEATURES}
         proba = self.predictor.proba(columns)
@@ -144,17 +155,28 @@ class Classifier:
             raise no_answer(np.flatnonzero(~finite).tolist())
         flagged = [[]] * len(records) if REFUSE else self.flag(columns, len(records))
         labels = self.predictor.labels(proba)
-        classes = self.predictor.classes
-        predictions = []
-        for label, row, outside in zip(labels, proba.tolist(), flagged, strict=True):
+        rows = proba.tolist()
+        for label, row in zip(labels, rows, strict=True):
             self.counted[label].inc()
             SCORE.observe(max(row))
-            probabilities = dict(zip(classes, row, strict=True))
-            predictions.append(
-                Prediction(label=label, probabilities=probabilities, out_of_range=outside)
-            )
-        self.monitor(records, columns, predictions)
-        return Predictions(model_version=self.version, predictions=predictions)
+        self.monitor(records, columns, labels, rows)
+        return self.answer(labels, rows, flagged)
+
+    def answer(
+        self, labels: list[str], rows: list[list[float]], flagged: list[list[str]]
+    ) -> Response:
+        """The Predictions document as JSON."""
+        classes = self.predictor.classes
+        predictions = [
+            {
+                "label": label,
+                "probabilities": dict(zip(classes, row, strict=True)),
+                "out_of_range": outside,
+            }
+            for label, row, outside in zip(labels, rows, flagged, strict=True)
+        ]
+        body = json.dumps({"model_version": self.version, "predictions": predictions})
+        return Response(body, media_type="application/json")
 
     def flag(self, columns: dict[str, list[Any]], rows: int) -> list[list[str]]:
         """Each record's features outside their range, counted by feature."""
@@ -165,13 +187,22 @@ class Classifier:
         return self.ranges.flagged(outside)
 
     def monitor(
-        self, records: list[Any], columns: dict[str, list[Any]], predictions: list[Prediction]
+        self,
+        records: list[Any],
+        columns: dict[str, list[Any]],
+        labels: list[str],
+        rows: list[list[float]],
     ) -> None:
         """Feed the drift gauges; log a share of the requests."""
-        labels = [p.label for p in predictions]
-        self.drift.observe(columns, labels)
+        for name, values in columns.items():
+            self.unseen[name].extend(values)
+        self.unseen_labels.extend(labels)
         self.requests += 1
         if self.requests % DRIFT_EVERY == 0:
+            self.drift.observe(self.unseen, self.unseen_labels)
+            for values in self.unseen.values():
+                values.clear()
+            self.unseen_labels.clear()
             indices = self.drift.indices()
             if not math.isnan(indices["prediction"]):  # the window holds enough records
                 for name, gauge in self.drift_gauges.items():
@@ -179,9 +210,10 @@ class Classifier:
                 PREDICTION_DRIFT.set(indices["prediction"])
         if random.random() < SETTINGS["log_sample"]:
             now = datetime.now(UTC).isoformat(timespec="milliseconds")
-            for record, prediction in zip(records, predictions, strict=True):
-                probabilities = {f"probability_{c}": p for c, p in prediction.probabilities.items()}
-                line = {**record.model_dump(), "prediction": prediction.label, **probabilities}
+            classes = self.predictor.classes
+            for record, label, row in zip(records, labels, rows, strict=True):
+                probabilities = {f"probability_{c}": p for c, p in zip(classes, row, strict=True)}
+                line = {**record.model_dump(), "prediction": label, **probabilities}
                 REQUESTS.info(json.dumps(line | {"model_version": self.version, "time": now}))
 
 
