@@ -297,12 +297,14 @@ def profile(server: int, marker: str, url: str, body: Path, script: Path, second
             return f"profile skipped: py-spy could not sample worker {pid}: {reason}"
         stacks = [line.rsplit(" ", 1) for line in out.read_text().splitlines() if line]
     total = sum(int(n) for _, n in stacks)
-    inclusive: dict[str, int] = {}
+    inclusive: dict[tuple[str, str], int] = {}
+    own: dict[tuple[str, str], int] = {}
     libraries: dict[str, int] = {}
     for stack, n in stacks:
         frames = [where(frame) for frame in stack.split(";")]
         for frame in set(frames):
             inclusive[frame] = inclusive.get(frame, 0) + int(n)
+        own[frames[-1]] = own.get(frames[-1], 0) + int(n)
         function, library = frames[-1]
         if library == "python" and function in LOOP:  # no Python frame above: uvloop, in C
             library = "event loop (uvloop, in C: sockets, timers; on a shared machine, waiting)"
@@ -321,6 +323,9 @@ def profile(server: int, marker: str, url: str, body: Path, script: Path, second
     for function, library in [f for f in ranked if inclusive[f] < total * 0.98][:30]:
         share = inclusive[(function, library)] / total
         lines.append(f"| {function} ({library}) | {share:.0%} |")
+    lines += ["", "| function (itself) | share of samples |", "|---|---:|"]
+    for function, library in sorted(own, key=lambda f: (-own[f], f))[:20]:
+        lines.append(f"| {function} ({library}) | {own[(function, library)] / total:.0%} |")
     return "\n".join(lines)
 
 
