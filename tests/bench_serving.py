@@ -282,18 +282,20 @@ def profile(server: int, marker: str, url: str, body: Path, script: Path, second
     """Where one service worker's time goes under load: py-spy's samples of it, by library (the
     frame running) and by function (with what it calls)."""
     pid = max(workers(server, marker))
+    spy = ["uvx", "py-spy==0.4.3"]
+    subprocess.run([*spy, "--version"], check=True, capture_output=True)  # fetched before the load
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "profile.txt"
-        load = wrk(url, body, script, seconds + 4, 16, wait=False)
+        load = wrk(url, body, script, seconds + 10, 16, wait=False)
         time.sleep(2)
-        spy = subprocess.run(
-            ["uvx", "py-spy==0.4.3", "record", "--pid", str(pid), "--duration", str(seconds),
+        record = subprocess.run(
+            [*spy, "record", "--pid", str(pid), "--duration", str(seconds),
              "--rate", "250", "--full-filenames", "--format", "raw", "--output", str(out)],
             capture_output=True, text=True,
         )  # fmt: skip
         load.communicate()
-        if spy.returncode != 0:  # e.g. not allowed to attach: the rest of the report stands
-            reason = (spy.stderr.strip().splitlines() or ["no output"])[-1]
+        if record.returncode != 0:  # e.g. not allowed to attach: the rest of the report stands
+            reason = (record.stderr.strip().splitlines() or ["no output"])[-1]
             return f"profile skipped: py-spy could not sample worker {pid}: {reason}"
         stacks = [line.rsplit(" ", 1) for line in out.read_text().splitlines() if line]
     total = sum(int(n) for _, n in stacks)
