@@ -270,7 +270,7 @@ def soak(
         def mib(rss: dict[int, int]) -> str:
             return " / ".join(f"{kib / 1024:.0f}" for _, kib in sorted(rss.items()))
 
-        growth = max(last[pid] - first.get(pid, last[pid]) for pid in last) / 1024
+        growth = max(last[w] - first.get(w, last[w]) for w in last) / 1024
         lines.append(
             f"| {name} ({len(last)}) | {mib(first)} | {mib(last)} | {growth:+.1f} MiB "
             f"| {figures['requests'] / figures['seconds']:.0f} | {figures['errors']} |"
