@@ -250,7 +250,8 @@ def soak(
 ) -> str:
     """Each contender under load for `seconds`, one at a time: its workers' RSS every `every` s."""
     lines = [
-        f"| workers of | RSS at 60 s (MiB per worker) | RSS at {seconds} s | growth after 60 s "
+        f"| workers of | RSS at {min(60, seconds)} s (MiB per worker) | RSS at {seconds} s "
+        f"| growth after {min(60, seconds)} s "
         "| requests/s | errors |",
         "|---|---:|---:|---:|---:|---:|",
     ]
