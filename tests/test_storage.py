@@ -44,7 +44,7 @@ def test_the_batch_command_reads_only_the_remote_kind_it_was_baked_for(
         result = run(command, project, check=False, env=env)
         assert result.returncode == 1
         if kind == remote:
-            line = "no model tumor-classifier in BentoML's store: run `make bento`"
+            line = "no model tumor_classifier in BentoML's store: run `make bento`"
         else:
             protocol = "az" if kind == "azure" else kind
             line = (
