@@ -80,8 +80,8 @@ LOST = [
     ),
     pytest.param(
         "deploy/base/analysistemplate.yaml",
-        ', rollouts_pod_template_hash="{{args.canary-hash}}", endpoint!~"/livez|/readyz"}',
-        ', endpoint!~"/livez|/readyz"}',
+        ', rollouts_pod_template_hash="',
+        ', pod_template_hash="',
         "error-rate reads pods other than the canary's",
         id="stable-pods-judged",
     ),

@@ -50,8 +50,9 @@ CANARY_MEASURES = {
     "rejected-rate": "rejected_rate",
 }
 CONDITION = re.compile(r"result\[0\] <= (\S+)")
-SELECTOR = re.compile(r"[A-Za-z_:][\w:]*\{(?!\{)")  # a series selector, not `{{args.x}}`
-CANARY_PODS = 'rollouts_pod_template_hash="{{args.canary-hash}}"'
+SELECTOR = re.compile(r"[A-Za-z_:][\w:]*\{(?!\{)")  # a series selector, not an Argo argument
+# The canary's pods: Argo Rollouts writes the hash of their template into args.canary-hash.
+CANARY_PODS = re.compile(r'rollouts_pod_template_hash="\{\{args\.canary-hash\}\}"')
 
 Object = dict[str, Any]
 
@@ -247,8 +248,8 @@ def analysis_problems(template: Object, namespace: str, thresholds: dict[str, fl
         selected = set(NAMESPACE_MATCHER.findall(query))
         if selected != {namespace}:
             problems.append(f"{measure} selects namespace {sorted(selected)}, not {namespace}")
-        if len(SELECTOR.findall(query)) != query.count(CANARY_PODS):
-            problems.append(f"{measure} reads pods other than the canary's ({CANARY_PODS})")
+        if len(SELECTOR.findall(query)) != len(CANARY_PODS.findall(query)):
+            problems.append(f"{measure} reads pods other than the canary's (args.canary-hash)")
     return problems
 
 
