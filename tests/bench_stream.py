@@ -71,7 +71,7 @@ def main() -> None:
     print("| predicted by | requests/s | records/s | records/s ÷ the service's |")
     print("|---|---:|---:|---:|")
     print(
-        f"| `make serve` ({args.connections} connections, requests of {len(examples)}) "
+        f"| `make serve` ({args.connections} connections, {len(examples)}-record requests) "
         f"| {requests:.0f} | {service:.0f} | 1.0× |"
     )
     print(f"| `make stream` (one consumer, batches of 100) | | {rate:.0f} "
