@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import RUNNING_PYTHON, bake_into, git, run
+from test_manifests import SERIES, metric_names
 
 pytestmark = pytest.mark.slow
 
@@ -91,14 +92,45 @@ class Repository:
         self.git("commit", "--quiet", "--message", message)
         return self.git("rev-parse", "HEAD").strip()
 
-    def rendered_image(self, env: str) -> str:
+    def rendered(self, env: str) -> list[dict[str, Any]]:
         kubectl = str(self.path / ".venv/bin/kubectl")
         manifests = run([kubectl, "kustomize", f"deploy/overlays/{env}"], self.path).stdout
-        (deployment,) = [
-            d for d in yaml.safe_load_all(manifests) if d and d["kind"] == "Deployment"
-        ]
+        return [doc for doc in yaml.safe_load_all(manifests) if doc]
+
+    def rendered_image(self, env: str) -> str:
+        (deployment,) = [d for d in self.rendered(env) if d["kind"] == "Deployment"]
         image: str = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
         return image
+
+    def canary(self, env: str) -> list[object]:
+        """What the environment's Rollout does with a release: the image its workload runs, then
+        each step (a weight, or the thresholds and series of the analysis that judges it)."""
+        objects = self.rendered(env)
+        (rollout,) = [o for o in objects if o["kind"] == "Rollout"]
+        workload = rollout["spec"]["workloadRef"]
+        (runs,) = [
+            o
+            for o in objects
+            if (o["kind"], o["metadata"]["name"]) == (workload["kind"], workload["name"])
+        ]
+        templates = {o["metadata"]["name"]: o for o in objects if o["kind"] == "AnalysisTemplate"}
+        steps: list[object] = [runs["spec"]["template"]["spec"]["containers"][0]["image"]]
+        for step in rollout["spec"]["strategy"]["canary"]["steps"]:
+            if "setWeight" in step:
+                steps.append(step["setWeight"])
+                continue
+            (judge,) = step["analysis"]["templates"]
+            metrics = templates[judge["templateName"]]["spec"]["metrics"]
+            steps.append(
+                {
+                    m["name"]: (
+                        float(m["successCondition"].rpartition(" <= ")[2]),
+                        metric_names(m["provider"]["prometheus"]["query"]) <= set(SERIES),
+                    )
+                    for m in metrics
+                }
+            )
+        return [*steps, 100]  # after the last step, the release takes all the traffic
 
 
 def json_of(path: Path) -> Any:
@@ -229,6 +261,15 @@ def test_the_life_of_a_repository(tmp_path_factory: pytest.TempPathFactory) -> N
     assert git(origin, "log", "--format=%s", "main").splitlines() == log
     repo.git("checkout", "--quiet", "-B", "main", "origin/main")
     assert repo.rendered_image("staging") == first
+    # Argo Rollouts gives the release 10%, then 50%, then all of staging's traffic, each step only
+    # once Prometheus finds the canary within params.yaml's SLO, on series the service exports.
+    slo = yaml.safe_load((repo.path / "params.yaml").read_text())["serve"]["slo"]
+    judged = {
+        "error-rate": (slo["error_rate"], True),
+        "p99-latency": (slo["p99_ms"] / 1000, True),
+        "rejected-rate": (slo["rejected_rate"], True),
+    }
+    assert repo.canary("staging") == [first, 10, judged, 50, judged, 100]
     application = yaml.safe_load((repo.path / "argocd/staging.yaml").read_text())
     assert application["spec"]["source"]["path"] == "deploy/overlays/staging"
     assert application["spec"]["source"]["targetRevision"] in {"main", "HEAD"}
@@ -288,7 +329,7 @@ def test_the_life_of_a_repository(tmp_path_factory: pytest.TempPathFactory) -> N
     repo.git("checkout", "--quiet", "-B", "main", "origin/main")
     repo.step("promote.yml", "promote")
     promotion = repo.commit("deploy(production): promote the staging image")
-    assert repo.rendered_image("production") == second
+    assert repo.canary("production") == [second, 10, judged, 50, judged, 100]
     repo.step("promote.yml", "alias", "ENV=production")
     versions = registry(repo.path)
     assert versions["production"] == versions["staging"] != versions["first"]

@@ -91,6 +91,7 @@ TESTS = [
     "serving/test_predict",
     "serving/test_service",
     "serving/test_stream",
+    "ops/test_canary",
     "ops/test_changed",
     "ops/test_charts",
     "ops/test_doctor",

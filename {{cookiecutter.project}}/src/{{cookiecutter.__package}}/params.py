@@ -91,6 +91,7 @@ class ServeParams(Section):
     read_timeout: float = Field(gt=0)
     accept_unseen_categories: bool
     out_of_range: Literal["refuse", "flag"] = "refuse"
+    stream_max_deliveries: int = Field(ge=1)
     slo: SloParams
 
 

@@ -1,5 +1,6 @@
 """The stream consumer against a real redis-server: a crash mid-stream loses and repeats nothing."""
 
+import asyncio
 import json
 import shutil
 import signal
@@ -13,13 +14,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import prometheus_client
 import pytest
 import redis
+import redis.asyncio
 
 from conftest import ROOT, Stored, free_port
 from tumor_classifier import contract
 from tumor_classifier.params import load
-from tumor_classifier.serving.predict import Predictor
+from tumor_classifier.serving import bundle, stream
+from tumor_classifier.serving.predict import Columns, Predictor
 
 GOOD = 1500
 # Records that break the contract, each with the words its dead letter's reason must hold.
@@ -30,6 +34,7 @@ BAD = [
     ("wrong-type", "tenure"),
     ("unseen", "plan"),
     ("extra", "Extra inputs are not permitted"),
+    ("far", "tenure"),  # outside its training range: refused, as the service does
 ]
 
 
@@ -69,6 +74,7 @@ def bad_fields(kind: str | None, row: dict[str, object]) -> dict[str, str]:
         "wrong-type": {**row, "tenure": "ten"},
         "unseen": {**row, "plan": "platinum"},
         "extra": {**row, "coupon": "x"},
+        "far": {**row, "tenure": 1e9},
     }
     return {"record": json.dumps(changed[kind]) if kind in changed else kind}
 
@@ -171,3 +177,93 @@ def test_an_unreachable_broker_is_one_line(stored: Stored, tmp_path: Path) -> No
     assert result.returncode == 1
     assert result.stderr.startswith(f"stream: cannot reach the broker at {url}")
     assert result.stderr.count("\n") == 1
+
+
+# A record inside the contract that the test's model fails on (a tenure no other record has).
+POISON = 12.3456789
+
+
+class Flaky(Predictor):
+    """The stored model's predictor, raising on the poison record its first `failures` times."""
+
+    def __init__(self, stored: bundle.Bundle, failures: int) -> None:
+        folder = stored.folder
+        super().__init__(stored.features, folder / "model.joblib", folder / "model.onnx")
+        self.failures = failures
+
+    def proba(self, columns: Columns) -> np.ndarray:
+        if POISON in columns["tenure"] and self.failures > 0:
+            self.failures -= 1
+            raise RuntimeError("the model's native code failed\non this record")
+        return super().proba(columns)
+
+
+def poisoned(stored: Stored, failures: int) -> stream.Model:
+    """The stream's model of the stored bundle (as `make bento` wrote it), predicting flakily."""
+    (latest,) = (stored.folder / "bentoml/models").glob("*/latest")
+    stored_bundle = bundle.load(latest.parent / latest.read_text().strip())
+    model = stream.Model(stored_bundle)
+    model.predictor = Flaky(stored_bundle, failures)
+    return model
+
+
+async def consume_all(url: str, model: stream.Model, name: str, records: int) -> dict[str, Any]:
+    """Send the test records and the poison one, consume them until each is answered or dead."""
+    client: Any = redis.asyncio.Redis.from_url(url, decode_responses=True)
+    streams = stream.Streams(f"{name}-in", f"{name}-out", f"{name}-dead", "g")
+    row = {"plan": "basic", "region": "north", "tenure": 20.0, "spend": 50.0}
+    ids = [await client.xadd(streams.input, {"record": json.dumps(row)}) for _ in range(records)]
+    poison = await client.xadd(streams.input, {"record": json.dumps({**row, "tenure": POISON})})
+    ids += [await client.xadd(streams.input, {"record": json.dumps(row)}) for _ in range(records)]
+    stop = asyncio.Event()
+    options = {"batch": 20, "claim_idle_ms": 100, "max_deliveries": 3}
+    task = asyncio.create_task(stream.consume(client, model, streams, "c", stop, **options))
+    deadline = time.monotonic() + 60
+    while await client.xlen(streams.output) + await client.xlen(streams.dead_letter) <= 2 * records:
+        assert not task.done()
+        assert time.monotonic() < deadline, "the poison record is still pending"
+        await asyncio.sleep(0.05)
+    stop.set()
+    await task
+    found = {
+        "predicted": [f["id"] for _, f in await client.xrange(streams.output)],
+        "dead": {f["id"]: f["reason"] for _, f in await client.xrange(streams.dead_letter)},
+        "pending": (await client.xpending(streams.input, streams.group))["pending"],
+        "ids": ids,
+        "poison": poison,
+    }
+    await client.aclose()
+    return found
+
+
+def outcomes() -> dict[str, float]:
+    """This process's stream_records_total, by outcome."""
+    sample = prometheus_client.REGISTRY.get_sample_value
+    return {
+        outcome: sample("stream_records_total", {"outcome": outcome}) or 0.0
+        for outcome in ("predicted", "retried", "failed")
+    }
+
+
+def test_a_record_the_model_keeps_failing_on_is_a_dead_letter_after_its_last_delivery(
+    stored: Stored, broker: str
+) -> None:
+    before = outcomes()
+    found = asyncio.run(consume_all(broker, poisoned(stored, failures=10**6), "poison", 30))
+    assert sorted(found["predicted"]) == sorted(found["ids"])  # its batch is answered without it
+    assert found["dead"] == {
+        found["poison"]: "no prediction in 3 deliveries: "
+        "RuntimeError: the model's native code failed on this record"
+    }
+    assert found["pending"] == 0  # nothing is claimed forever
+    after = outcomes()
+    assert {k: after[k] - before[k] for k in after} == {"predicted": 60, "retried": 2, "failed": 1}
+
+
+def test_a_record_the_model_failed_on_once_is_predicted_on_its_next_delivery(
+    stored: Stored, broker: str
+) -> None:
+    found = asyncio.run(consume_all(broker, poisoned(stored, failures=1), "transient", 30))
+    assert sorted(found["predicted"]) == sorted([*found["ids"], found["poison"]])
+    assert found["dead"] == {}
+    assert found["pending"] == 0

@@ -3,7 +3,9 @@ and the few rules no tool has; the Argo CD objects sync overlays that render."""
 
 import argparse
 import fnmatch
+import itertools
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -15,6 +17,7 @@ import kubernetes_validate
 import yaml
 
 from .. import cli
+from ..params import load
 from . import slo
 from .overlays import OVERLAYS
 
@@ -40,6 +43,16 @@ RESTRICTED_VOLUMES = {
 }
 NAMESPACE_MATCHER = re.compile(r'namespace="([^"]*)"')
 THRESHOLD = re.compile(r" > (\S+)\s*$")
+# What the canary analysis judges, and the threshold of slo.yaml (serve.slo) each measure holds.
+CANARY_MEASURES = {
+    "error-rate": "error_rate",
+    "p99-latency": "p99_seconds",
+    "rejected-rate": "rejected_rate",
+}
+CONDITION = re.compile(r"result\[0\] <= (\S+)")
+SELECTOR = re.compile(r"[A-Za-z_:][\w:]*\{(?!\{)")  # a series selector, not an Argo argument
+# The canary's pods: Argo Rollouts writes the hash of their template into args.canary-hash.
+CANARY_PODS = re.compile(r'rollouts_pod_template_hash="\{\{args\.canary-hash\}\}"')
 
 Object = dict[str, Any]
 
@@ -170,6 +183,76 @@ def overlay_problems(objects: list[Object]) -> list[str]:
     return problems
 
 
+def canary_problems(objects: list[Object], thresholds: dict[str, float]) -> list[str]:
+    """A release reaches all the traffic only through canary steps, each judged by an analysis of
+    the canary pods' own series against the SLO of params.yaml."""
+    rollouts = [o for o in objects if o["kind"] == "Rollout"]
+    if len(rollouts) != 1:
+        return [f"{len(rollouts)} Rollouts, not one: a release must go through canary steps"]
+    (rollout,) = rollouts
+    name, spec = f"Rollout/{rollout['metadata']['name']}", rollout["spec"]
+    problems = []
+    deployments = {o["metadata"]["name"] for o in objects if o["kind"] == "Deployment"}
+    workload = spec.get("workloadRef", {})
+    if workload and (workload.get("kind"), workload.get("name")) not in {
+        ("Deployment", d) for d in deployments
+    }:
+        problems.append(f"{name}: runs {workload.get('name')}, no Deployment of this overlay")
+    canary = spec.get("strategy", {}).get("canary", {})
+    steps: list[Object] = canary.get("steps", [])
+    weights = [step["setWeight"] for step in steps if "setWeight" in step]
+    if not weights or weights != sorted(set(weights)) or weights[0] <= 0 or weights[-1] >= 100:
+        problems.append(
+            f"{name}: canary weights {weights} do not rise from above 0% to below 100% "
+            "(after the last step the release takes all the traffic)"
+        )
+    # A background analysis judges every step; else each weight needs an analysis step after it.
+    background = [t["templateName"] for t in canary.get("analysis", {}).get("templates", [])]
+    judges = set(background)
+    for step, after in itertools.pairwise([*steps, {}]):
+        named = [t["templateName"] for t in after.get("analysis", {}).get("templates", [])]
+        if "setWeight" in step and not (named or background):
+            problems.append(f"{name}: no analysis judges the canary at {step['setWeight']}%")
+        judges |= set(named)
+    templates = {o["metadata"]["name"]: o for o in objects if o["kind"] == "AnalysisTemplate"}
+    namespace = rollout["metadata"].get("namespace", "")
+    for judge in sorted(judges):
+        if judge not in templates:
+            problems.append(f"{name}: its analysis {judge} is not in this overlay")
+            continue
+        found = analysis_problems(templates[judge], namespace, thresholds)
+        problems += [f"AnalysisTemplate/{judge}: {problem}" for problem in found]
+    return problems
+
+
+def analysis_problems(template: Object, namespace: str, thresholds: dict[str, float]) -> list[str]:
+    """Each SLO measure of the canary's pods in this namespace, held to its threshold."""
+    metrics = {m["name"]: m for m in template["spec"].get("metrics", [])}
+    problems = []
+    for measure, key in CANARY_MEASURES.items():
+        if measure not in metrics:
+            problems.append(f"no {measure} measure")
+            continue
+        condition = metrics[measure].get("successCondition", "")
+        bound = CONDITION.fullmatch(condition)
+        try:
+            held = bound is not None and math.isclose(float(bound[1]), thresholds[key])
+        except ValueError:  # a placeholder kustomize did not replace
+            held = False
+        if not held:
+            problems.append(
+                f"{measure} passes on `{condition}`, not `result[0] <= {thresholds[key]:g}` "
+                "(serve.slo in params.yaml)"
+            )
+        query = metrics[measure].get("provider", {}).get("prometheus", {}).get("query", "")
+        selected = set(NAMESPACE_MATCHER.findall(query))
+        if selected != {namespace}:
+            problems.append(f"{measure} selects namespace {sorted(selected)}, not {namespace}")
+        if len(SELECTOR.findall(query)) != len(CANARY_PODS.findall(query)):
+            problems.append(f"{measure} reads pods other than the canary's (args.canary-hash)")
+    return problems
+
+
 def group_of(obj: Object) -> str:
     api_version: str = obj["apiVersion"]
     return api_version.split("/")[0] if "/" in api_version else ""
@@ -248,10 +331,11 @@ def manifests(root: Path, checkov: str | None = None) -> list[str]:
     }
     if not overlays:
         raise cli.UserError(f"{OVERLAYS}: no overlay")
+    thresholds = slo.thresholds(load(root / "params.yaml"))
     problems = [
         f"{name}: {problem}"
         for name, objects in overlays.items()
-        for problem in overlay_problems(objects)
+        for problem in [*overlay_problems(objects), *canary_problems(objects, thresholds)]
     ]
     argocd = render(ARGOCD, root)
     projects = {obj["metadata"]["name"]: obj for obj in argocd if obj["kind"] == "AppProject"}

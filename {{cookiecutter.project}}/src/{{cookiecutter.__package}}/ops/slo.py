@@ -22,14 +22,19 @@ data:
 """
 
 
-def manifest(params: Params) -> str:
-    """slo.yaml as params.yaml implies it; Prometheus measures durations in seconds."""
-    values = {
+def thresholds(params: Params) -> dict[str, float]:
+    """The numbers of slo.yaml; Prometheus measures durations in seconds."""
+    return {
         "error_rate": params.serve.slo.error_rate,
         "p99_seconds": params.serve.slo.p99_ms / 1000,
         "rejected_rate": params.serve.slo.rejected_rate,
         "psi_alert": params.drift.psi_alert,
     }
+
+
+def manifest(params: Params) -> str:
+    """slo.yaml as params.yaml implies it."""
+    values = thresholds(params)
     return HEADER + "".join(f'  {key}: "{value:g}"\n' for key, value in values.items())
 
 

@@ -4,7 +4,9 @@ s3://, gs://, azure://, a path), written beside it with the model version; the C
 import argparse
 import os
 
+import fsspec
 import pandas as pd
+from fsspec.registry import known_implementations
 
 from .. import cli, contract
 from . import bundle
@@ -16,6 +18,24 @@ SUFFIXES = (".csv", ".parquet", ".jsonl")
 def fsspec_url(url: str) -> str:
     """pandas reaches storage through fsspec, whose Azure driver (adlfs) says az:// for azure://."""
     return "az://" + url.removeprefix("azure://") if url.startswith("azure://") else url
+
+
+def check_storage(url: str) -> None:
+    """Fail in one line, before the model loads, when no installed fsspec driver reads the URL:
+    the image holds the driver of the DVC remote it was made for (pyproject.toml) and no other."""
+    protocol, _ = fsspec.core.split_protocol(fsspec_url(url))
+    if protocol in (None, "file"):
+        return
+    if protocol not in known_implementations:
+        raise cli.UserError(f"{url}: fsspec knows no storage {protocol}://")
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except ImportError:
+        package = known_implementations[protocol]["class"].split(".")[0]
+        raise cli.UserError(
+            f"{url}: reading {protocol}:// needs {package}, which is not installed: "
+            f"add it to the dependencies in pyproject.toml (uv add {package})"
+        ) from None
 
 
 def output_of(table: str, version: str) -> str:
@@ -34,8 +54,6 @@ def read(url: str, text_columns: list[str]) -> pd.DataFrame:
         return pd.read_json(fsspec_url(url), lines=True)
     except FileNotFoundError:
         raise cli.UserError(f"{url}: no such table") from None
-    except ImportError as error:
-        raise cli.UserError(f"{url}: {error}") from None
 
 
 def write(frame: pd.DataFrame, url: str) -> None:
@@ -57,6 +75,7 @@ def main(argv: list[str]) -> None:
         raise cli.UserError("no table: give its URL, or set BATCH_TABLE")
     if not table.endswith(SUFFIXES):
         raise cli.UserError(f"{table}: unsupported format; use one of {', '.join(SUFFIXES)}")
+    check_storage(table)
     stored = bundle.load()
     frame = read(table, [f.name for f in stored.features if not f.numeric])
     contract.check_frame(frame, stored.features, stored.settings["accept_unseen_categories"])

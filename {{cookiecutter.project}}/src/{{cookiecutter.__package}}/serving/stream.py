@@ -4,7 +4,9 @@ Each input entry holds one record as JSON in its `record` field. A consumer grou
 entries among replicas; the predictions (and the refused records, with their reason) are written
 and the entries acknowledged in one transaction, so a consumer killed at any point loses nothing
 and writes nothing twice. Entries a dead consumer read but never acknowledged are claimed by a
-live one once idle for `--claim-idle-ms`.
+live one once idle for `--claim-idle-ms`. A record the model fails on stays unacknowledged, to be
+claimed and tried again, until its delivery count reaches serve.stream_max_deliveries in
+params.yaml: then it joins the dead letters, with the error.
 """
 
 import argparse
@@ -14,10 +16,12 @@ import math
 import os
 import signal
 import socket
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import redis as sync_redis
 import redis.asyncio as redis
 from prometheus_client import Counter, Gauge, start_http_server
@@ -29,6 +33,8 @@ from .. import NAME, cli, contract
 from . import bundle
 from .monitor import OnlineDrift
 
+# Outcomes: predicted; rejected by the contract or the model (dead letter); retried (the model
+# failed, the entry stays pending); failed (the model failed on its last delivery: dead letter).
 RECORDS = Counter("stream_records", "Stream entries handled, by outcome", ["outcome"])
 LAG = Gauge("stream_lag", "Entries of the input stream not yet delivered to the consumer group")
 PENDING = Gauge("stream_pending", "Entries delivered to the consumer group but not acknowledged")
@@ -46,6 +52,12 @@ PREDICTION_DRIFT = Gauge(
 INFO = Gauge("model_info", "The model being served (value 1)", ["model_version", "backend"])
 
 Entry = tuple[str, dict[str, str]]
+
+
+class Refused(ValueError):
+    """A record the contract or the model refuses: a dead letter at once, as the service's 400."""
+
+
 # redis-py's types cover bytes and every reply protocol; with decode_responses it returns str.
 Fields = dict[Any, Any]
 
@@ -64,28 +76,31 @@ class Model:
     def __init__(self, stored: bundle.Bundle) -> None:
         self.features = stored.features
         accept_unseen = stored.settings["accept_unseen_categories"]
-        self.record = contract.record_model(self.features, accept_unseen)
+        refuse = stored.settings["out_of_range"] == "refuse"  # as the service does
+        self.record = contract.record_model(self.features, accept_unseen, refuse)
         self.predictor = stored.predictor
         self.version = stored.version
         stats = json.loads((stored.folder / "reference.json").read_text())
         self.drift = OnlineDrift(self.features, stats, stored.settings["window"])
 
     def parse(self, fields: dict[str, str]) -> BaseModel:
-        """The entry's record, or ValueError with one line that says what is wrong with it."""
+        """The entry's record, or Refused with one line that says what is wrong with it."""
         if "record" not in fields:
-            raise ValueError(f"no `record` field (fields: {', '.join(sorted(fields)) or 'none'})")
+            raise Refused(f"no `record` field (fields: {', '.join(sorted(fields)) or 'none'})")
         try:
             return self.record.model_validate_json(fields["record"])
         except ValidationError as error:
             first = error.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or "record"
             more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
-            raise ValueError(f"{where}: {first['msg']}{more}") from None
+            raise Refused(f"{where}: {first['msg']}{more}") from None
 
     def predict(self, records: list[BaseModel]) -> list[Fields]:
         """One output entry per record: the class, every class's probability, the model version."""
         columns = {f.name: [getattr(r, f.name) for r in records] for f in self.features}
         proba = self.predictor.proba(columns)
+        if not np.isfinite(proba).all():  # the service refuses these records too
+            raise Refused("the model gives no finite probability for this record")
         labels = self.predictor.labels(proba)
         self.drift.observe(columns, labels)
         classes = self.predictor.classes
@@ -108,25 +123,82 @@ class Model:
             PREDICTION_DRIFT.set(indices["prediction"])
 
 
-async def handle(client: redis.Redis, model: Model, streams: Streams, entries: list[Entry]) -> None:
-    """Write a prediction or a dead letter for each entry, and acknowledge them, atomically."""
+async def handle(
+    client: redis.Redis,
+    model: Model,
+    streams: Streams,
+    entries: list[Entry],
+    deliveries: dict[str, int],
+    max_deliveries: int,
+) -> None:
+    """Write a prediction or a dead letter for each entry and acknowledge it, atomically; leave
+    pending the entries the model failed on, until their last delivery."""
     good: list[tuple[str, BaseModel]] = []
     dead: list[Fields] = []
     for entry_id, fields in entries:
         try:
             good.append((entry_id, model.parse(fields)))
-        except ValueError as error:
+        except Refused as error:
             dead.append({"id": entry_id, "record": fields.get("record", ""), "reason": str(error)})
-    outputs = model.predict([record for _, record in good]) if good else []
+    outputs, refused, failed = predictions(model, good)
+    record = {entry_id: fields.get("record", "") for entry_id, fields in entries}
+    dead += [{"id": i, "record": record[i], "reason": reason} for i, reason in refused.items()]
+    rejected = len(dead)
+    retried = {i for i in failed if deliveries.get(i, 1) < max_deliveries}
+    for entry_id, problem in failed.items():
+        delivery = deliveries.get(entry_id, 1)
+        if entry_id in retried:
+            print(f"stream: {entry_id}: {problem} (delivery {delivery} of {max_deliveries})",
+                  file=sys.stderr)  # fmt: skip
+        else:
+            reason = f"no prediction in {delivery} deliveries: {problem}"
+            dead.append({"id": entry_id, "record": record[entry_id], "reason": reason})
     async with client.pipeline(transaction=True) as pipe:
-        for (entry_id, _), output in zip(good, outputs, strict=True):
+        for entry_id, output in outputs:
             pipe.xadd(streams.output, {"id": entry_id, **output})
         for letter in dead:
             pipe.xadd(streams.dead_letter, letter)
-        pipe.xack(streams.input, streams.group, *[entry_id for entry_id, _ in entries])
+        done = [entry_id for entry_id, _ in entries if entry_id not in retried]
+        if done:
+            pipe.xack(streams.input, streams.group, *done)
         await pipe.execute()
-    RECORDS.labels(outcome="predicted").inc(len(good))
-    RECORDS.labels(outcome="rejected").inc(len(dead))
+    RECORDS.labels(outcome="predicted").inc(len(outputs))
+    RECORDS.labels(outcome="rejected").inc(rejected)
+    RECORDS.labels(outcome="retried").inc(len(retried))
+    RECORDS.labels(outcome="failed").inc(len(dead) - rejected)
+
+
+def predictions(
+    model: Model, good: list[tuple[str, BaseModel]]
+) -> tuple[list[tuple[str, Fields]], dict[str, str], dict[str, str]]:
+    """The outputs, the records the model refuses and those it fails on, each with its error."""
+    if not good:
+        return [], {}, {}
+    try:
+        outputs = model.predict([record for _, record in good])
+        return list(zip([entry_id for entry_id, _ in good], outputs, strict=True)), {}, {}
+    except Exception:  # one record fails its batch: the others are still answered, one by one
+        pass
+    answered: list[tuple[str, Fields]] = []
+    refused: dict[str, str] = {}
+    failed: dict[str, str] = {}
+    for entry_id, record in good:
+        try:
+            answered.append((entry_id, model.predict([record])[0]))
+        except Refused as error:
+            refused[entry_id] = str(error)
+        except Exception as error:  # whatever it is, its dead letter says it in one line
+            failed[entry_id] = " ".join(f"{type(error).__name__}: {error}".split())
+    return answered, refused, failed
+
+
+async def delivered(client: redis.Redis, streams: Streams, entries: list[Entry]) -> dict[str, int]:
+    """How many times each entry has been delivered, this delivery included (claims count)."""
+    async with client.pipeline(transaction=False) as pipe:
+        for entry_id, _ in entries:
+            pipe.xpending_range(streams.input, streams.group, entry_id, entry_id, 1)
+        found: list[Any] = await pipe.execute()
+    return {p["message_id"]: p["times_delivered"] for pending in found for p in pending}
 
 
 async def measure(client: redis.Redis, streams: Streams) -> None:
@@ -144,6 +216,7 @@ async def consume(
     stop: asyncio.Event,
     batch: int = 100,
     claim_idle_ms: int = 30_000,
+    max_deliveries: int = 3,
 ) -> None:
     """Handle entries until stop is set; the batch in hand is finished first."""
     try:
@@ -155,11 +228,13 @@ async def consume(
     next_claim = 0.0
     while not stop.is_set():
         entries: list[Entry] = []
+        deliveries: dict[str, int] = {}  # a new entry's is 1
         if time.monotonic() >= next_claim:
             claimed: Any = await client.xautoclaim(
                 streams.input, streams.group, consumer, claim_idle_ms, "0-0", count=batch
             )
             entries = claimed[1]
+            deliveries = await delivered(client, streams, entries) if entries else {}
             next_claim = time.monotonic() + claim_idle_ms / 2000
         if not entries:
             read: Any = await client.xreadgroup(
@@ -167,7 +242,7 @@ async def consume(
             )
             entries = read[0][1] if read else []
         if entries:
-            await handle(client, model, streams, entries)
+            await handle(client, model, streams, entries, deliveries, max_deliveries)
             model.update_gauges()
         await measure(client, streams)
 
@@ -197,6 +272,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--consumer", default=env("STREAM_CONSUMER", socket.gethostname()))
     parser.add_argument("--batch", type=int, default=100, help="entries read at once")
     parser.add_argument("--claim-idle-ms", type=int, default=30_000)
+    parser.add_argument(
+        "--max-deliveries", type=int, help="default: serve.stream_max_deliveries of the model"
+    )
     parser.add_argument("--metrics-port", type=int, default=int(env("METRICS_PORT", "9100")))
     args = parser.parse_args(argv)
     # Before the model loads: a wrong URL is reported in a second, not after the imports.
@@ -206,11 +284,16 @@ def main(argv: list[str]) -> None:
         raise cli.UserError(
             f"cannot reach the broker at {args.url} ({error}): start it or set REDIS_URL"
         ) from None
-    model = Model(bundle.load())
+    stored = bundle.load()
+    model = Model(stored)
     INFO.labels(model_version=model.version, backend=model.predictor.backend).set(1)
     start_http_server(args.metrics_port)
     streams = Streams(args.input, args.output, args.dead_letter, args.group)
-    options = {"batch": args.batch, "claim_idle_ms": args.claim_idle_ms}
+    options = {
+        "batch": args.batch,
+        "claim_idle_ms": args.claim_idle_ms,
+        "max_deliveries": args.max_deliveries or stored.settings["stream_max_deliveries"],
+    }
     asyncio.run(run(args.url, model, streams, args.consumer, **options))
 
 

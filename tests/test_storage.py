@@ -1,0 +1,54 @@
+"""Storage tier (slow): the nightly batch of a baked project reads the DVC remote it was baked for.
+
+The CronJob runs `make batch`'s command in the image, whose Python environment holds the project's
+runtime dependencies only: here, that environment alone (uv sync --no-default-groups), without the
+pipeline's DVC and its drivers. Each remote kind's URL is handed to the batch command: the kind the
+project was baked for passes the storage check (and stops at the missing model, since none was
+trained); every other kind fails in one line that names the fsspec driver it needs.
+"""
+
+import configparser
+from pathlib import Path
+
+import pytest
+from conftest import bake_into, run
+
+pytestmark = pytest.mark.slow
+
+# A table under each kind of DVC remote URL, and the fsspec driver that reads it.
+TABLES = {
+    "s3": ("s3://acme-dvc/churn/night.csv", "s3fs"),
+    "gs": ("gs://acme-dvc/churn/night.csv", "gcsfs"),
+    "azure": ("azure://dvc/churn/night.csv", "adlfs"),
+}
+
+
+def remote_url(project: Path) -> str:
+    config = configparser.ConfigParser()
+    config.read(project / ".dvc/config")
+    return config[f"'remote \"{config['core']['remote']}\"'"]["url"]
+
+
+@pytest.mark.parametrize("remote", ["local", *TABLES])
+def test_the_batch_command_reads_only_the_remote_kind_it_was_baked_for(
+    remote: str, tmp_path: Path
+) -> None:
+    project = bake_into(tmp_path, lock=True, dvc_remote=remote)
+    runtime = tmp_path / "runtime"
+    sync = ["uv", "sync", "--locked", "--no-default-groups", "--no-install-project", "--quiet"]
+    run(sync, project, env={"UV_PROJECT_ENVIRONMENT": str(runtime)})
+    env = {"PYTHONPATH": "src", "BENTOML_HOME": str(tmp_path / "bentoml")}
+    assert remote == "local" or remote_url(project).startswith(TABLES[remote][0].split("/")[0])
+    for kind, (table, driver) in TABLES.items():
+        command = [str(runtime / "bin/python"), "-m", "tumor_classifier.serving.batch", table]
+        result = run(command, project, check=False, env=env)
+        assert result.returncode == 1
+        if kind == remote:
+            line = "no model tumor_classifier in BentoML's store: run `make bento`"
+        else:
+            protocol = "az" if kind == "azure" else kind
+            line = (
+                f"{table}: reading {protocol}:// needs {driver}, which is not installed: "
+                f"add it to the dependencies in pyproject.toml (uv add {driver})"
+            )
+        assert result.stderr == f"batch: {line}\n", kind
