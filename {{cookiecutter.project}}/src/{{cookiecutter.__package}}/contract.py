@@ -211,7 +211,7 @@ def numbers_pass(frame: pd.DataFrame, numeric: list[Feature], refuse_out_of_rang
         values = frame[f.name].to_numpy()
         if values.dtype.kind != "f":
             return False
-        low, high = f.bounds if refuse_out_of_range else (-LARGEST, LARGEST)
+        low, high = f.bounds if refuse_out_of_range and f.ranged else (-LARGEST, LARGEST)
         inside = (values >= max(low, -LARGEST)) & (values <= min(high, LARGEST))  # never NaN
         if f.nullable:
             inside |= np.isnan(values)
