@@ -20,8 +20,8 @@ BOUNDS = ["--seed", "1", "--max-examples", "30", "--workers", "2"]
 FIRST = ["--include-path", "/predict", "--phases", "coverage", "--mode", "positive"]
 FIRST += ["--max-failures", "1"]
 # With serve.out_of_range: flag, a record may hold any finite 32-bit number, and the model may still
-# give no finite probability for it: the document's 400 says so (never a NaN in an answer, issue of
-# the range policy). Schema-valid data may get that 400; any other refusal is still a finding.
+# give no finite probability for it: that record gets the document's 400, never a NaN. There, and
+# only there, schema-valid data may get a 400; any other status is still a finding.
 FLAG_CONFIG = '[checks.positive_data_acceptance]\nexpected-statuses = ["2xx", "400"]\n'
 
 
