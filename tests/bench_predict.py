@@ -7,8 +7,8 @@ the peak memory of its processes; and the floor, ONNX Runtime alone on the same 
 memory, in batches of the size of `make predict`'s chunks. `make predict`'s time is from after its
 module's imports (the same for any file) to its output written: loading the model (ONNX Runtime's
 session; scikit-learn too where no ONNX export serves), reading, checking, predicting, writing.
-Peak memory is against the smallest size's, and should stay flat, as `make predict` holds one
-chunk at a time.
+Peak memory is against the smallest size's, and should stay flat, as `make predict` holds three
+chunks at most (one read ahead, one predicted, one being written).
 
     python tests/bench_predict.py build/bench/tumor-classifier [--rows 100000 1000000]
 """
