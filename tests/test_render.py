@@ -87,6 +87,7 @@ TESTS = [
     "pipeline/test_train",
     "pipeline/test_validate",
     "serving/test_batch",
+    "serving/test_fuzz",
     "serving/test_monitor",
     "serving/test_predict",
     "serving/test_service",

@@ -195,3 +195,24 @@ def test_a_refused_batch_names_its_first_rows_in_order_and_counts_the_rest(
     assert rows == ["row 1004", "row 1006", "row 1008", "row 1021", "row 1031", "and 3 more rows"]
     # Flagging instead of refusing: the same frame meets the contract.
     contract.check_frame(frame.assign(plan="pro"), features, False, refuse_out_of_range=False)
+
+
+def test_the_one_pass_number_check_agrees_with_the_rules(
+    customers: pd.DataFrame, features: list[Feature]
+) -> None:
+    """check_frame skips the per-column rules of the numbers only when numbers_pass says that
+    none is broken: the two agree, with either range policy, on values at every edge."""
+    numeric = [f for f in features if f.numeric]
+    rng = np.random.default_rng(0)
+    edges = [np.nan, np.inf, -np.inf, 1e39, -1e6, 1e6, 0.0]
+    verdicts = set()
+    for refuse in (True, False):
+        for trial in range(30):
+            frame = customers.copy()
+            if trial:  # the first frame as it is
+                row, column = rng.integers(len(frame)), rng.choice([f.name for f in numeric])
+                frame.loc[row, column] = rng.choice(edges)
+            broken = any(contract.problems(frame[f.name], f, False, refuse) for f in numeric)
+            assert contract.numbers_pass(frame, numeric, refuse) is not broken
+            verdicts.add(broken)
+    assert verdicts == {True, False}

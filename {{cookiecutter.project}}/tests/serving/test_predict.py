@@ -1,5 +1,7 @@
 """Batch inference: the service's prediction code over files, with either backend."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,36 @@ def test_onnx_and_scikit_learn_backends_agree(
     assert (fast.backend, exact.backend) == ("onnxruntime", "scikit-learn")
     columns = {f.name: served.test[f.name].to_numpy() for f in fast.features}
     np.testing.assert_allclose(fast.proba(columns), exact.proba(columns), atol=1e-5)
+
+
+# Run in a process of its own: whether making a Predictor imported scikit-learn, and its classes.
+LOADS = """
+import sys
+from pathlib import Path
+from tumor_classifier import contract
+from tumor_classifier.params import load
+from tumor_classifier.serving.predict import Predictor
+folder = Path(sys.argv[1])
+data = load(folder / "params.yaml").data
+features = contract.from_schema((folder / "schema.yaml").read_text(), data)
+onnx = folder / "onnx/model.onnx" if sys.argv[2] == "onnx" else None
+predictor = Predictor(features, folder / "model.joblib", onnx)
+print("sklearn" in sys.modules, predictor.classes)
+"""
+
+
+def test_with_onnx_scikit_learn_is_never_loaded(served: Served) -> None:
+    """Importing and unpickling scikit-learn costs seconds of every start: the ONNX export holds
+    the classes and columns, so ONNX Runtime serves alone."""
+    loaded = {
+        backend: subprocess.run(
+            [sys.executable, "-c", LOADS, str(served.folder), backend],
+            capture_output=True, text=True, check=True,
+        ).stdout.split(maxsplit=1)
+        for backend in ("onnx", "scikit-learn")
+    }  # fmt: skip
+    assert loaded["onnx"] == ["False", "['no', 'yes']\n"]
+    assert loaded["scikit-learn"] == ["True", "['no', 'yes']\n"]
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])

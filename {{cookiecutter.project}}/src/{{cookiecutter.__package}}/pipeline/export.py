@@ -24,6 +24,10 @@ def convert(model: Pipeline, columns: list[str], numeric: list[str]) -> bytes:
         for c in columns
     ]
     onnx = to_onnx(model, initial_types=inputs, options={"zipmap": False})
+    # What the service and `make predict` would otherwise unpickle scikit-learn for.
+    described = {"classes": [str(c) for c in model.classes_], "columns": columns}
+    for key, value in described.items():
+        onnx.metadata_props.add(key=key, value=json.dumps(value))
     return bytes(onnx.SerializeToString())
 
 

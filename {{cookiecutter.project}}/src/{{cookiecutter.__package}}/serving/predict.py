@@ -1,7 +1,10 @@
 """Predictions for requests and for batch files: one code path, ONNX Runtime when exported."""
 
 import argparse
-from collections.abc import Mapping, Sequence
+import functools
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +26,10 @@ class Predictor:
 
     def __init__(self, features: list[Feature], model_path: Path, onnx_path: Path | None) -> None:
         self.features = features
+        self.model_path = model_path
         if not model_path.exists():
             raise cli.UserError(f"{model_path}: no model there; run `make train` first")
-        self.model = joblib.load(model_path)
-        self.classes = [str(c) for c in self.model.classes_]
         self.session = None
-        trained_on = [str(c) for c in self.model.feature_names_in_]
-        if trained_on != [f.name for f in features]:
-            raise cli.UserError(
-                "the model was trained on other columns than the schema lists: run `make train`"
-            )
         if onnx_path is not None and onnx_path.exists():
             import onnxruntime as ort
 
@@ -45,6 +42,25 @@ class Predictor:
             )
             # The export orders inputs as the training columns; their names may be sanitised.
             self.inputs = [i.name for i in self.session.get_inputs()]
+        # The export writes the classes and columns into the ONNX model: then scikit-learn (seconds
+        # to import and unpickle) is never loaded. An older export has them in the pickle alone.
+        described = self.session.get_modelmeta().custom_metadata_map if self.session else {}
+        if "classes" in described and "columns" in described:
+            self.classes = [str(c) for c in json.loads(described["classes"])]
+            trained_on = [str(c) for c in json.loads(described["columns"])]
+        else:
+            self.classes = [str(c) for c in self.model.classes_]
+            trained_on = [str(c) for c in self.model.feature_names_in_]
+        if trained_on != [f.name for f in features]:
+            raise cli.UserError(
+                "the model was trained on other columns than the schema lists: run `make train`"
+            )
+        self.class_array = np.asarray(self.classes, dtype=object)
+
+    @functools.cached_property
+    def model(self) -> Any:
+        """The scikit-learn model, unpickled when first needed."""
+        return joblib.load(self.model_path)
 
     @property
     def backend(self) -> str:
@@ -68,7 +84,7 @@ class Predictor:
         return np.asarray(self.session.run(["probabilities"], feeds)[0], dtype=np.float64)
 
     def labels(self, proba: np.ndarray) -> list[str]:
-        return [self.classes[i] for i in proba.argmax(axis=1)]
+        return list(self.class_array[proba.argmax(axis=1)])
 
 
 def predict_frame(
@@ -86,14 +102,25 @@ def predict_frame(
             f"{' and more' if len(unanswered) > contract.SHOWN_ROWS else ''}: "
             "their values are too far from the training data"
         )
-    out = frame.copy()
-    out["prediction"] = predictor.labels(proba)
-    for i, name in enumerate(predictor.classes):
-        out[f"probability_{name}"] = proba[:, i]
+    answers: dict[str, Any] = {"prediction": predictor.class_array[proba.argmax(axis=1)]}
+    answers.update({f"probability_{name}": proba[:, i] for i, name in enumerate(predictor.classes)})
     if ranges is not None:
         flagged = ranges.flagged(ranges.outside(columns, len(frame)))
-        out["out_of_range"] = [",".join(names) for names in flagged]
+        answers["out_of_range"] = [",".join(names) for names in flagged]
+    # Beside the input columns, which a shallow copy shares rather than copies (an input column of
+    # the same name is replaced); concat would copy them all into one block.
+    out = frame.copy(deep=False)
+    for name, values in answers.items():
+        out[name] = values
     return out
+
+
+def ahead(chunks: Iterator[pd.DataFrame], threads: Executor) -> Iterator[pd.DataFrame]:
+    """The same chunks, the next one read in a thread while the caller works on this one."""
+    following = threads.submit(next, chunks, None)
+    while (chunk := following.result()) is not None:
+        following = threads.submit(next, chunks, None)
+        yield chunk
 
 
 def main(argv: list[str]) -> None:
@@ -111,14 +138,25 @@ def main(argv: list[str]) -> None:
     ranges = None if refuse else contract.Ranges(features)
     accept_unseen = params.serve.accept_unseen_categories
     predictor: Predictor | None = None
-    with TableWriter(args.output) as out:
-        for chunk in read_chunks(args.input, params.data, args.chunk_rows):
+    rows = 0
+    # While a chunk is checked and predicted, the next is read and the one before written, each in
+    # a thread of its own (Arrow and Parquet leave the GIL): three chunks in memory at most. Leaving
+    # the block waits for the read and the write in flight.
+    with TableWriter(args.output) as out, ThreadPoolExecutor(2) as threads:
+        written: Future[None] | None = None
+        for chunk in ahead(read_chunks(args.input, params.data, args.chunk_rows), threads):
             # Row numbers count from the first row of the file, whatever the chunk.
-            chunk.index += out.rows
-            contract.check_frame(chunk, features, accept_unseen, refuse, first_row=out.rows + 1)
+            chunk.index += rows
+            contract.check_frame(chunk, features, accept_unseen, refuse, first_row=rows + 1)
             # Loaded once the first rows pass: a broken input is named before a missing model.
             predictor = predictor or Predictor(features, args.model, args.onnx)
-            out.write(predict_frame(predictor, chunk, ranges))
+            predicted = predict_frame(predictor, chunk, ranges)
+            rows += len(chunk)
+            if written is not None:
+                written.result()
+            written = threads.submit(out.write, predicted)
+        if written is not None:
+            written.result()
         if predictor is None:
             raise cli.UserError(f"{args.input}: no rows to predict")
     print(f"wrote {out.rows} predictions to {args.output} ({predictor.backend})")
