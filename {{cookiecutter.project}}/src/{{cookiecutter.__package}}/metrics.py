@@ -62,11 +62,13 @@ SLICE_SCORES = tuple(name for name in SliceScores.model_fields if name != "rows"
 
 
 class Metrics(Scores):
-    """reports/metrics.json: the model's scores, the baseline's, per class and per slice."""
+    """reports/metrics.json: the model's scores, the baseline's, per class and per slice, and
+    the features no better than noise."""
 
     baseline: Scores
     per_class: dict[str, ClassScores]
     slices: dict[str, SliceScores]
+    uninformative: list[str] = []
 
 
 class Candidate(Record):

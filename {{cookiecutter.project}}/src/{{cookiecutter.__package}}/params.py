@@ -62,6 +62,7 @@ class EvaluateParams(Section):
     slice: SliceParams
     permutation_repeats: int = Field(ge=1)
     calibration_bins: int = Field(ge=2)
+    uninformative_sigmas: float = Field(ge=0)
 
 
 class GateParams(Section):
@@ -72,6 +73,7 @@ class GateParams(Section):
     slice_metric: str
     slice_floor: float
     slice_min_rows: int = Field(ge=1)
+    fail_uninformative: bool = False
 
 
 class ExportParams(Section):

@@ -76,6 +76,22 @@ def test_each_check_can_fail(project_params: Params, path: str, value: float, fa
     assert [c.check for c in result.checks if not c.passed] == [failed]
 
 
+@pytest.mark.score("D2")
+def test_the_gate_fails_on_a_feature_no_better_than_noise_when_asked(
+    project_params: Params,
+) -> None:
+    noisy = Metrics.model_validate({**GOOD, "uninformative": ["noise"]})
+    # As shipped, evaluate flags the feature and the gate lets it pass.
+    assert gate.verdict(noisy, project_params.gate).passed
+    strict = project_params.gate.model_copy(update={"fail_uninformative": True})
+    result = gate.verdict(noisy, strict)
+    assert not result.passed
+    assert [(c.check, c.value) for c in result.checks if not c.passed] == [
+        ("features no better than noise <= 0", 1)
+    ]
+    assert gate.verdict(Metrics.model_validate(GOOD), strict).passed
+
+
 def test_unknown_metric_is_a_params_mistake(project_params: Params) -> None:
     bad = GateParams(**{**project_params.gate.model_dump(), "min": {"auc": 0.9}})
     with pytest.raises(UserError, match="gate names unknown metrics auc"):

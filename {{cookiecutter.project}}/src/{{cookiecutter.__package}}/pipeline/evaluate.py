@@ -134,6 +134,13 @@ def importance(
     return table.sort_values("importance", ascending=False, kind="stable").reset_index(drop=True)
 
 
+def uninformative(table: pd.DataFrame, sigmas: float) -> list[str]:
+    """The features no better than noise: shuffling them lowers the score by less than `sigmas`
+    standard deviations of the drop over the repeats (or raises it)."""
+    flagged = table["importance"] - sigmas * table["std"] <= 0
+    return sorted(table.loc[flagged, "feature"])
+
+
 def plot(tables: dict[str, pd.DataFrame], confusion: pd.DataFrame, out: Path) -> None:
     """PNG versions of the plots for the PR report and the model card."""
     for name, x, y, diagonal in (
@@ -203,6 +210,13 @@ def model_card(
             ),
         ]
     lines += ["## Caveats\n"]
+    if metrics.uninformative:
+        lines.append(
+            f"- {len(metrics.uninformative)} features no better than noise (shuffled, macro F1 "
+            f"drops by less than {params.evaluate.uninformative_sigmas:g} standard deviations "
+            f"over {params.evaluate.permutation_repeats} repeats): "
+            + ", ".join(f"`{name}`" for name in metrics.uninformative)
+        )
     if worst:
         name, values = worst
         lines.append(
@@ -237,6 +251,8 @@ def evaluate(
     tables["importance"] = importance(
         model, x, y, params.evaluate.permutation_repeats, params.train.seed
     )
+    flagged = uninformative(tables["importance"], params.evaluate.uninformative_sigmas)
+    metrics = metrics.model_copy(update={"uninformative": flagged})
     confusion = pd.DataFrame({"actual": y.to_numpy(), "predicted": y_pred})
     return metrics, tables, confusion
 

@@ -51,7 +51,15 @@ def checks(metrics: Metrics, params: GateParams) -> list[Check]:
                 passed=value >= params.slice_floor,
             )
         )
+    if params.fail_uninformative:
+        results.append(uninformative(metrics))
     return results
+
+
+def uninformative(metrics: Metrics) -> Check:
+    """No feature may be no better than noise (evaluate's permutation importance)."""
+    names = metrics.uninformative
+    return Check(check="features no better than noise <= 0", value=len(names), passed=not names)
 
 
 def verdict(metrics: Metrics, params: GateParams) -> Verdict:
