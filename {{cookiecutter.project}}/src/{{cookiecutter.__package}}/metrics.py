@@ -71,6 +71,17 @@ class Metrics(Scores):
     uninformative: list[str] = []
 
 
+class Latency(Record):
+    """reports/latency.json: milliseconds the model and its baseline take to predict the same
+    1,000 rows, timed in turn in one run. Their ratio is the model's own cost, which runs on
+    different machines can compare; the milliseconds alone are the machine's."""
+
+    rows: int
+    model_ms: float
+    baseline_ms: float
+    relative: float  # model_ms / baseline_ms
+
+
 class Candidate(Record):
     params: dict[str, Any]
     mean: float

@@ -63,6 +63,7 @@ class EvaluateParams(Section):
     permutation_repeats: int = Field(ge=1)
     calibration_bins: int = Field(ge=2)
     uninformative_sigmas: float = Field(ge=0)
+    latency_repeats: int = Field(ge=1)
 
 
 class GateParams(Section):
@@ -74,6 +75,8 @@ class GateParams(Section):
     slice_floor: float
     slice_min_rows: int = Field(ge=1)
     fail_uninformative: bool = False
+    champion: str
+    max_slowdown: float = Field(ge=1)
 
 
 class ExportParams(Section):

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from conftest import write_params
+from tumor_classifier.metrics import Latency
 from tumor_classifier.params import Params
 from tumor_classifier.pipeline import evaluate, split, train
 
@@ -126,6 +127,9 @@ def test_main_writes_metrics_plots_card_and_logs_to_mlflow(
     plots = {f.name for f in Path("reports/plots").iterdir()}
     assert {"roc.csv", "roc.png", "confusion.csv", "confusion.png", "importance.png"} <= plots
     metrics = json.loads(Path("reports/metrics.json").read_text())
+    latency = Latency.read(Path("reports/latency.json"))
+    assert latency.rows == 1000
+    assert latency.relative == pytest.approx(latency.model_ms / latency.baseline_ms, rel=0.01)
     (run,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
     assert run.data.metrics["accuracy"] == metrics["accuracy"]
     assert run.data.tags["evaluated"] == "true"

@@ -2,6 +2,7 @@
 
 import json
 import re
+import time
 from pathlib import Path
 
 import joblib
@@ -26,7 +27,7 @@ from sklearn.pipeline import Pipeline
 from .. import cli, figures, render, tracking
 from ..data import feature_columns, model_input, read_table
 from ..lineage import md5, revision
-from ..metrics import ClassScores, CrossValidation, Metrics, Scores, SliceScores
+from ..metrics import ClassScores, CrossValidation, Latency, Metrics, Scores, SliceScores
 from ..params import DataParams, EvaluateParams, Params, flatten, load
 
 
@@ -139,6 +140,26 @@ def uninformative(table: pd.DataFrame, sigmas: float) -> list[str]:
     standard deviations of the drop over the repeats (or raises it)."""
     flagged = table["importance"] - sigmas * table["std"] <= 0
     return sorted(table.loc[flagged, "feature"])
+
+
+def latency(
+    model: Pipeline, baseline: Pipeline, x: pd.DataFrame, repeats: int, rows: int = 1000
+) -> Latency:
+    """Each pipeline's best time over the repeats to predict the same rows (test rows, drawn with
+    replacement), the two timed in turn so that the machine's load falls on both alike."""
+    batch = x.sample(rows, replace=True, random_state=0)
+    best = {"model": float("inf"), "baseline": float("inf")}
+    for _ in range(repeats):
+        for name, pipeline in (("model", model), ("baseline", baseline)):
+            start = time.perf_counter()
+            pipeline.predict(batch)
+            best[name] = min(best[name], (time.perf_counter() - start) * 1000)
+    return Latency(
+        rows=rows,
+        model_ms=round(best["model"], 3),
+        baseline_ms=round(best["baseline"], 3),
+        relative=round(best["model"] / best["baseline"], 3),
+    )
 
 
 def plot(tables: dict[str, pd.DataFrame], confusion: pd.DataFrame, out: Path) -> None:
@@ -279,7 +300,13 @@ def main(argv: list[str]) -> None:
     tracking.start()
     model = joblib.load(args.models / "model.joblib")
     baseline = joblib.load(args.models / "baseline.joblib")
-    metrics, tables, confusion = evaluate(model, baseline, read_table(args.test), params)
+    test = read_table(args.test)
+    metrics, tables, confusion = evaluate(model, baseline, test, params)
+    numeric, categorical = feature_columns(list(test.columns), params.data)
+    timed = latency(
+        model, baseline, model_input(test, numeric, categorical), params.evaluate.latency_repeats
+    )
+    (args.reports / "latency.json").write_text(timed.model_dump_json(indent=2) + "\n")
     plots = args.reports / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     for name, table in tables.items():
