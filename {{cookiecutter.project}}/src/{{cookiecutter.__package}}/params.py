@@ -74,9 +74,10 @@ class GateParams(Section):
     slice_metric: str
     slice_floor: float
     slice_min_rows: int = Field(ge=1)
+    # Defaults: the report judges a champion by its own params.yaml, which may predate these.
     fail_uninformative: bool = False
-    champion: str
-    max_slowdown: float = Field(ge=1)
+    champion: str = "main"
+    max_slowdown: float = Field(default=1.5, ge=1)
 
 
 class ExportParams(Section):

@@ -261,19 +261,18 @@ def evaluate(
     classes = [str(c) for c in model.classes_]
     proba = model.predict_proba(x)
     y_pred = np.asarray(classes)[proba.argmax(axis=1)]
-    metrics = Metrics(
-        **scores(y, proba, classes).scores(),
-        baseline=scores(y, baseline.predict_proba(x), classes),
-        per_class=per_class(y, y_pred, classes),
-        slices=slices(test, y, y_pred, params.evaluate),
-    )
     positive = positive_class(classes, params.data)
     tables = curves(y, proba, classes, positive, params.evaluate.calibration_bins)
     tables["importance"] = importance(
         model, x, y, params.evaluate.permutation_repeats, params.train.seed
     )
-    flagged = uninformative(tables["importance"], params.evaluate.uninformative_sigmas)
-    metrics = metrics.model_copy(update={"uninformative": flagged})
+    metrics = Metrics(
+        **scores(y, proba, classes).scores(),
+        baseline=scores(y, baseline.predict_proba(x), classes),
+        per_class=per_class(y, y_pred, classes),
+        slices=slices(test, y, y_pred, params.evaluate),
+        uninformative=uninformative(tables["importance"], params.evaluate.uninformative_sigmas),
+    )
     confusion = pd.DataFrame({"actual": y.to_numpy(), "predicted": y_pred})
     return metrics, tables, confusion
 

@@ -86,7 +86,9 @@ def slowdown(candidate: Latency, champion: Latency, limit: float) -> Check:
     """The model's predict time over its baseline's, against the champion's own ratio: each ratio
     comes from one run on one machine, so CI and a laptop compare fairly."""
     ratio = candidate.relative / champion.relative
-    return Check(check=f"predict time / champion's <= {limit:g}", value=ratio, passed=ratio <= limit)
+    return Check(
+        check=f"predict time / champion's <= {limit:g}", value=ratio, passed=ratio <= limit
+    )
 
 
 def champion_latency(revision: str, path: Path) -> Latency | None:
