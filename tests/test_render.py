@@ -76,6 +76,7 @@ TESTS = [
     "test_data",
     "test_layout",
     "test_params",
+    "test_stability",
     "test_tracking",
     "pipeline/test_evaluate",
     "pipeline/test_export",

@@ -16,3 +16,15 @@ def revision() -> str:
     """The commit checked out, in full; "unknown" outside a git clone."""
     result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
     return result.stdout.strip() if result.returncode == 0 else "unknown"
+
+
+def committed(revision: str, path: Path) -> str | None:
+    """A file as committed at a revision (or at origin/revision: a CI clone has no local branch);
+    None outside a git clone, or where the revision or the file is missing."""
+    for name in (revision, f"origin/{revision}"):
+        shown = subprocess.run(
+            ["git", "show", f"{name}:./{path.as_posix()}"], capture_output=True, text=True
+        )
+        if shown.returncode == 0:
+            return shown.stdout
+    return None

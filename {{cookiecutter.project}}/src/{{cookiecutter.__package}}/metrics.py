@@ -62,11 +62,24 @@ SLICE_SCORES = tuple(name for name in SliceScores.model_fields if name != "rows"
 
 
 class Metrics(Scores):
-    """reports/metrics.json: the model's scores, the baseline's, per class and per slice."""
+    """reports/metrics.json: the model's scores, the baseline's, per class and per slice, and
+    the features no better than noise."""
 
     baseline: Scores
     per_class: dict[str, ClassScores]
     slices: dict[str, SliceScores]
+    uninformative: list[str] = []
+
+
+class Latency(Record):
+    """reports/latency.json: milliseconds the model and its baseline take to predict the same
+    1,000 rows, timed in turn in one run. Their ratio is the model's own cost, which runs on
+    different machines can compare; the milliseconds alone are the machine's."""
+
+    rows: int
+    model_ms: float
+    baseline_ms: float
+    relative: float  # model_ms / baseline_ms
 
 
 class Candidate(Record):

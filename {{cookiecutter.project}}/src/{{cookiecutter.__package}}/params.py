@@ -62,6 +62,8 @@ class EvaluateParams(Section):
     slice: SliceParams
     permutation_repeats: int = Field(ge=1)
     calibration_bins: int = Field(ge=2)
+    uninformative_sigmas: float = Field(ge=0)
+    latency_repeats: int = Field(ge=1)
 
 
 class GateParams(Section):
@@ -72,6 +74,10 @@ class GateParams(Section):
     slice_metric: str
     slice_floor: float
     slice_min_rows: int = Field(ge=1)
+    # Defaults: the report judges a champion by its own params.yaml, which may predate these.
+    fail_uninformative: bool = False
+    champion: str = "main"
+    max_slowdown: float = Field(default=1.5, ge=1)
 
 
 class ExportParams(Section):

@@ -1,6 +1,8 @@
 """`make current` and `make drift`: shifted requests are caught, unshifted ones are not."""
 
+import html
 import json
+import re
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -37,6 +39,10 @@ def project(
     for column in [c for c in shifted.columns if c.startswith("mean_")]:
         shifted[column] *= 1.3  # a recalibrated scanner: every mean measurement reads 30 % high
     shifted.to_csv(folder / "shifted.csv", index=False)
+    eight = test_rows.drop(columns="diagnosis")
+    for column in [c for c in eight.columns if c.startswith("worst_")][:8]:
+        eight[column] *= 1.3  # 8 of 30 features: below drift.share, but the prediction mix moves
+    eight.to_csv(folder / "eight.csv", index=False)
     write_params(folder, p)
     return folder
 
@@ -95,6 +101,41 @@ def test_a_moved_prediction_mix_is_drift(project: Path, monkeypatch: pytest.Monk
     assert result["checks"]["prediction"] is False
     assert "prediction" in result["drifted"]
     assert "the prediction mix drifted too" in (project / "out/summary.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("current", "verdict"), [("eight.csv", "Drift detected"), ("calm.csv", "No drift")]
+)
+def test_the_page_a_person_opens_leads_with_the_verdict_of_the_exit_code(
+    project: Path, monkeypatch: pytest.MonkeyPatch, current: str, verdict: str
+) -> None:
+    """Eight of thirty features shifted: too few for Evidently's own "Dataset Drift" (a share of
+    drift.share), yet the prediction mix moved, so make drift exits 1. report.html opens with
+    that verdict and its reasons, as summary.md does, and lists the drifted columns first."""
+    if verdict == "Drift detected":
+        with pytest.raises(UserError, match="drift in "):
+            run_drift(project, current, monkeypatch)
+    else:
+        run_drift(project, current, monkeypatch)
+    result = json.loads((project / "out/drift.json").read_text())
+    assert result["drift"] is (verdict == "Drift detected")
+    page = (project / "out/report.html").read_text()
+    summary = (project / "out/summary.md").read_text()
+    head = re.search(r"<h1[^>]*>(.*?)</h1><p>(.*?)</p>", page)
+    assert head is not None
+    assert summary.splitlines()[0] == f"**{head[1]}** {html.unescape(head[2])}"
+    assert head[1] == verdict
+    assert page.split("<body>", 1)[1].startswith('<section id="verdict"')  # before Evidently's
+    table = page.split("<h2>Columns, the drifted first</h2>")[1].split("</table>")[0]
+    rows = re.findall(r"<tr><td>(\w+)</td><td>(yes|)</td>", table)
+    assert len(rows) == 31  # 30 features and the prediction
+    flags = [drifted == "yes" for _, drifted in rows]
+    assert flags == sorted(flags, reverse=True)
+    assert {name for name, drifted in rows if drifted} == set(result["drifted"])
+    if verdict == "Drift detected":
+        # Evidently's share is not reached; the prediction mix decides, and the page says so.
+        assert result["checks"] == {"features": True, "prediction": False, "missing values": True}
+        assert "the prediction mix drifted too" in head[2]
 
 
 def test_current_keeps_only_request_records(tmp_path: Path) -> None:

@@ -132,6 +132,26 @@ def repo(workdir: Path, project_params: Params) -> Path:
     return workdir
 
 
+def test_the_report_judges_the_challengers_speed_as_the_gate_does(
+    repo: Path, project_params: Params
+) -> None:
+    """A challenger whose predict time over its baseline's doubled against the champion's record
+    fails the report's verdict, as it failed make train's gate."""
+    git("switch", "--quiet", "main")
+    record = {"rows": 1000, "model_ms": 2.0, "baseline_ms": 1.0, "relative": 2.0}
+    Path("reports/latency.json").write_text(json.dumps(record))
+    commit("the champion's latency")
+    git("switch", "--quiet", "--create", "slower")
+    slower = {"rows": 1000, "model_ms": 8.0, "baseline_ms": 2.0, "relative": 4.0}
+    Path("reports/latency.json").write_text(json.dumps(slower))
+    headline = run().splitlines()[2]
+    assert headline.startswith(
+        "❌ **The challenger fails the gate**: predict time / champion's <= 1.5 (2)"
+    )
+    Path("reports/latency.json").write_text(json.dumps({**slower, "relative": 2.4}))
+    assert run().splitlines()[2].startswith("✅ **The challenger passes the gate** (7 checks)")
+
+
 @pytest.mark.score("M1")
 def test_a_better_challenger_shows_what_changed_and_why(repo: Path, project_params: Params) -> None:
     better = copy.deepcopy(CHAMPION)

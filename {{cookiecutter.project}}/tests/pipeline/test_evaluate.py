@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from conftest import write_params
+from tumor_classifier.metrics import Latency
 from tumor_classifier.params import Params
 from tumor_classifier.pipeline import evaluate, split, train
 
@@ -53,6 +54,42 @@ def test_multiclass_metrics_per_class_and_slices(wine_trained: Trained) -> None:
     assert tables["importance"]["importance"].is_monotonic_decreasing
 
 
+@pytest.mark.score("D2")
+def test_a_noise_column_is_flagged_and_the_signal_is_not(
+    cancer: pd.DataFrame, project_params: Params
+) -> None:
+    """The example data with a column of random numbers: shuffling it changes nothing, so the
+    metrics and the model card name it; the features the model leans on are not named."""
+    p = project_params
+    noisy = cancer.assign(noise=np.random.default_rng(0).normal(size=len(cancer)))
+    train_rows, test_rows = split.split(noisy, p.data.target, p.split)
+    fitted = train.fit(train_rows, p.data, p.train)
+    metrics, tables, _ = evaluate.evaluate(fitted.model, fitted.baseline, test_rows, p)
+    assert "noise" in metrics.uninformative
+    table = tables["importance"].set_index("feature")
+    assert abs(table.loc["noise", "importance"]) <= 2 * table.loc["noise", "std"] + 0.01
+    # A real signal: shuffling it costs macro F1 well beyond the spread of the repeats.
+    assert "worst_texture" not in metrics.uninformative
+    assert table.loc["worst_texture", "importance"] > 2 * table.loc["worst_texture", "std"]
+    card = evaluate.model_card(metrics, fitted.cv, p, "0" * 32, "abc")
+    (line,) = [line for line in card.splitlines() if "no better than noise" in line]
+    assert "`noise`" in line
+    assert "`worst_texture`" not in line
+
+
+def test_uninformative_features_are_those_within_the_spread_of_zero() -> None:
+    table = pd.DataFrame(
+        {
+            "feature": ["signal", "weak", "noise", "harmful"],
+            "importance": [0.2, 0.03, 0.001, -0.01],
+            "std": [0.01, 0.02, 0.004, 0.002],
+        }
+    )
+    assert evaluate.uninformative(table, 2) == ["harmful", "noise", "weak"]
+    assert evaluate.uninformative(table, 1) == ["harmful", "noise"]
+    assert evaluate.uninformative(table, 0) == ["harmful"]
+
+
 def test_numeric_slices_are_ordered_bins() -> None:
     labels = evaluate.slice_labels(pd.Series([1.0, 2.0, 3.0, 10.0, 20.0, 30.0], name="size"), 3)
     assert list(labels.cat.categories) == [
@@ -90,6 +127,9 @@ def test_main_writes_metrics_plots_card_and_logs_to_mlflow(
     plots = {f.name for f in Path("reports/plots").iterdir()}
     assert {"roc.csv", "roc.png", "confusion.csv", "confusion.png", "importance.png"} <= plots
     metrics = json.loads(Path("reports/metrics.json").read_text())
+    latency = Latency.read(Path("reports/latency.json"))
+    assert latency.rows == 1000
+    assert latency.relative == pytest.approx(latency.model_ms / latency.baseline_ms, rel=0.01)
     (run,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
     assert run.data.metrics["accuracy"] == metrics["accuracy"]
     assert run.data.tags["evaluated"] == "true"

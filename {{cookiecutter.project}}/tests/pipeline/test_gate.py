@@ -7,13 +7,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
+from sklearn.ensemble import RandomForestClassifier
 
 from conftest import write_params
 from tumor_classifier.cli import UserError
-from tumor_classifier.metrics import Metrics
+from tumor_classifier.data import feature_columns, model_input
+from tumor_classifier.metrics import Latency, Metrics
 from tumor_classifier.params import GateParams, Params
-from tumor_classifier.pipeline import gate
+from tumor_classifier.pipeline import evaluate, gate, split, train
 
 GOOD: dict[str, Any] = {
     "accuracy": 0.96,
@@ -76,6 +79,22 @@ def test_each_check_can_fail(project_params: Params, path: str, value: float, fa
     assert [c.check for c in result.checks if not c.passed] == [failed]
 
 
+@pytest.mark.score("D2")
+def test_the_gate_fails_on_a_feature_no_better_than_noise_when_asked(
+    project_params: Params,
+) -> None:
+    noisy = Metrics.model_validate({**GOOD, "uninformative": ["noise"]})
+    # As shipped, evaluate flags the feature and the gate lets it pass.
+    assert gate.verdict(noisy, project_params.gate).passed
+    strict = project_params.gate.model_copy(update={"fail_uninformative": True})
+    result = gate.verdict(noisy, strict)
+    assert not result.passed
+    assert [(c.check, c.value) for c in result.checks if not c.passed] == [
+        ("features no better than noise <= 0", 1)
+    ]
+    assert gate.verdict(Metrics.model_validate(GOOD), strict).passed
+
+
 def test_unknown_metric_is_a_params_mistake(project_params: Params) -> None:
     bad = GateParams(**{**project_params.gate.model_dump(), "min": {"auc": 0.9}})
     with pytest.raises(UserError, match="gate names unknown metrics auc"):
@@ -111,3 +130,78 @@ def test_metrics_of_another_shape_are_one_line(project_params: Params, workdir: 
     )
     assert result.returncode == 1
     assert result.stderr.startswith("gate: metrics.json: roc_auc: Input should be a valid number")
+
+
+@pytest.fixture(scope="module")
+def timed(wine: pd.DataFrame, wine_params: Params) -> dict[str, Latency]:
+    """The wine model and a 300-tree forest on the same columns, each timed against the same
+    baseline in this run, as evaluate times them."""
+    p = wine_params
+    train_rows, test_rows = split.split(wine, p.data.target, p.split)
+    fitted = train.fit(train_rows, p.data, p.train)
+    numeric, categorical = feature_columns(list(wine.columns), p.data)
+    x = model_input(train_rows, numeric, categorical)
+    forest = train.pipeline(RandomForestClassifier(300, random_state=0), numeric, categorical)
+    forest.fit(x, train_rows[p.data.target])
+    test = model_input(test_rows, numeric, categorical)
+    repeats = p.evaluate.latency_repeats
+    return {
+        "model": evaluate.latency(fitted.model, fitted.baseline, test, repeats),
+        "forest": evaluate.latency(forest, fitted.baseline, test, repeats),
+    }
+
+
+def gate_command(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tumor_classifier.pipeline.gate", *args],
+        capture_output=True,
+        text=True,
+    )
+
+
+def commit_champion(record: Latency) -> None:
+    """A repository whose main holds the champion's reports/latency.json."""
+    git = ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com"]
+    subprocess.run([*git, "init", "--quiet", "--initial-branch=main"], check=True)
+    Path("reports").mkdir()
+    Path("reports/latency.json").write_text(record.model_dump_json())
+    subprocess.run([*git, "add", "reports"], check=True)
+    subprocess.run([*git, "commit", "--quiet", "-m", "champion"], check=True)
+
+
+@pytest.mark.score("Mon6")
+def test_a_model_slower_than_the_champion_fails_the_gate(
+    timed: dict[str, Latency], project_params: Params, workdir: Path
+) -> None:
+    """The champion on main is the wine model; a forest that predicts the same rows several times
+    slower (each against the baseline, timed in turn in this run) fails; the model itself passes."""
+    model, forest = timed["model"], timed["forest"]
+    assert model.rows == forest.rows == 1000
+    assert model.relative == pytest.approx(model.model_ms / model.baseline_ms, rel=0.01)
+    assert forest.relative > 2 * project_params.gate.max_slowdown * model.relative
+    write_params(workdir, project_params)
+    commit_champion(model)
+    Path("metrics.json").write_text(Metrics.model_validate(GOOD).model_dump_json())
+    Path("reports/latency.json").write_text(forest.model_dump_json())
+    refused = gate_command("metrics.json", "gate.json", "--latency", "reports/latency.json")
+    assert refused.returncode == 1
+    ratio = forest.relative / model.relative
+    assert refused.stderr == f"gate: predict time / champion's <= 1.5 failed ({ratio:.4g})\n"
+    assert not Path("gate.json").exists()
+    Path("reports/latency.json").write_text(model.model_dump_json())
+    passed = gate_command("metrics.json", "gate.json", "--latency", "reports/latency.json")
+    assert passed.returncode == 0, passed.stderr
+    last = json.loads(Path("gate.json").read_text())["checks"][-1]
+    assert last == {"check": "predict time / champion's <= 1.5", "value": 1.0, "passed": True}
+
+
+def test_a_first_model_has_no_champion_to_be_timed_against(
+    timed: dict[str, Latency], project_params: Params, workdir: Path
+) -> None:
+    write_params(workdir, project_params)
+    Path("metrics.json").write_text(Metrics.model_validate(GOOD).model_dump_json())
+    Path("latency.json").write_text(timed["forest"].model_dump_json())
+    result = gate_command("metrics.json", "gate.json", "--latency", "latency.json")
+    assert result.returncode == 0, result.stderr
+    checks = json.loads(Path("gate.json").read_text())["checks"]
+    assert not [c for c in checks if "champion" in c["check"]]

@@ -1,6 +1,7 @@
 """`make current` and `make drift`: logged requests against the training reference, by Evidently."""
 
 import argparse
+import html
 import json
 import os
 import urllib.request
@@ -102,32 +103,80 @@ def verdict(snapshot: dict[str, Any]) -> Verdict:
     }
 
 
-def summary(result: Verdict, rows: int, params: DriftParams) -> str:
-    """The markdown an issue or a pull request shows."""
+def headline(result: Verdict, rows: int, params: DriftParams) -> tuple[str, str]:
+    """The verdict, and the reasons for it in a sentence."""
     drifted = set(result["drifted"])
     features = len(result["scores"]) - 1
     drifted_features = len(drifted - {"prediction"})
     head = "Drift detected" if result["drift"] else "No drift"
     mix = "drifted too" if "prediction" in drifted else "did not drift"
+    return head, (
+        f"in {rows} records against the training reference: {drifted_features} "
+        f"of {features} features drifted (the data drifts from a share of {params.share:g}); "
+        f"the prediction mix {mix}."
+    )
+
+
+def tables(result: Verdict) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The rows of the checks table, and of the columns table: the drifted columns first."""
+    drifted = set(result["drifted"])
     ordered = sorted(result["scores"], key=lambda c: (c not in drifted, c))
+    checks = [(k, "yes" if v else "no") for k, v in result["checks"].items()]
+    columns = [
+        (c, "yes" if c in drifted else "", result["scores"][c], result["tests"].get(c))
+        for c in ordered
+    ]
+    return checks, columns
+
+
+CHECKS = ["check", "passed"]
+COLUMNS = ["column", "drifted", "score", "test"]
+
+
+def summary(result: Verdict, rows: int, params: DriftParams) -> str:
+    """The markdown an issue or a pull request shows."""
+    head, reasons = headline(result, rows, params)
+    checks, columns = tables(result)
     return "\n".join(
         [
-            f"**{head}** in {rows} records against the training reference: {drifted_features} "
-            f"of {features} features drifted (the data drifts from a share of {params.share:g}); "
-            f"the prediction mix {mix}.\n",
-            render.table(
-                ["check", "passed"],
-                [(k, "yes" if v else "no") for k, v in result["checks"].items()],
-            ),
-            render.table(
-                ["column", "drifted", "score", "test"],
-                [
-                    (c, "yes" if c in drifted else "", result["scores"][c], result["tests"].get(c))
-                    for c in ordered
-                ],
-            ),
+            f"**{head}** {reasons}\n",
+            render.table(CHECKS, checks),
+            render.table(COLUMNS, columns),
         ]
     )
+
+
+def html_table(headers: list[str], rows: list[tuple[Any, ...]]) -> str:
+    """The HTML twin of render.table."""
+
+    def cell(value: Any) -> str:
+        text = f"{value:.4g}" if isinstance(value, float) else "" if value is None else str(value)
+        return f"<td>{html.escape(text)}</td>"
+
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join(f"<tr>{''.join(cell(v) for v in row)}</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def page(evidently: str, result: Verdict, rows: int, params: DriftParams) -> str:
+    """Evidently's HTML report, led by the project's verdict: the one the exit code and the
+    summary give, for the same reasons. Evidently's own "Dataset Drift" below it weighs the share
+    of drifted features alone; the verdict also counts the prediction mix and missing values."""
+    head, reasons = headline(result, rows, params)
+    checks, columns = tables(result)
+    colour = "#b00020" if result["drift"] else "#1b5e20"
+    lead = (
+        '<section id="verdict" style="font-family: sans-serif; margin: 24px; '
+        f'border-left: 6px solid {colour}; padding-left: 16px">'
+        f'<h1 style="color: {colour}">{head}</h1><p>{html.escape(reasons)}</p>'
+        f"{html_table(CHECKS, checks)}<h2>Columns, the drifted first</h2>"
+        f"{html_table(COLUMNS, columns)}"
+        "<p>Below, Evidently's report: its <em>Dataset Drift</em> weighs the share of drifted "
+        "features alone; the verdict above also counts the prediction mix and missing values."
+        "</p></section>"
+    )
+    at = evidently.index("<body>") + len("<body>")
+    return evidently[:at] + lead + evidently[at:]
 
 
 def github(api: str, token: str, method: str, path: str, payload: Any = None) -> Any:
@@ -203,6 +252,8 @@ def main(argv: list[str]) -> None:
     result = verdict(snapshot.dict())
     args.out.mkdir(parents=True, exist_ok=True)
     snapshot.save_html(str(args.out / "report.html"))
+    evidently = (args.out / "report.html").read_text()
+    (args.out / "report.html").write_text(page(evidently, result, len(now), params.drift))
     (args.out / "drift.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "summary.md").write_text(summary(result, len(now), params.drift))
     print((args.out / "summary.md").read_text().splitlines()[0])

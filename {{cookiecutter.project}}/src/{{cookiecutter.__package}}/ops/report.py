@@ -23,6 +23,7 @@ from .revisions import (
     git,
     on_disk,
     resolve,
+    timed,
     union,
 )
 from .revisions import load as load_side
@@ -271,6 +272,7 @@ def report(base: str, out: Path) -> str:
     gate_params = load(Path(PARAMS)).gate
     champion = load_side(name, at(commit), f"`{name}`", dvc_files(commit), None)
     challenger = load_side("workspace", on_disk, "the workspace", dvc_files(None), gate_params)
+    challenger = timed(challenger, at(commit), gate_params)
     out.mkdir(parents=True, exist_ok=True)
     lines = [
         f"## Model report: workspace vs `{name}`\n",

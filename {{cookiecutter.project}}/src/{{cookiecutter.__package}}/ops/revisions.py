@@ -5,7 +5,7 @@ import io
 import json
 import subprocess
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from .. import cli
-from ..metrics import CrossValidation, DataSummary, Metrics
+from ..metrics import CrossValidation, DataSummary, Latency, Metrics
 from ..params import GateParams
 from ..pipeline import gate
 
@@ -25,6 +25,7 @@ R = TypeVar("R", bound=BaseModel)
 PARAMS = "params.yaml"
 LOCK = "dvc.lock"
 METRICS = "reports/metrics.json"
+LATENCY = "reports/latency.json"
 TRAIN = "reports/train.json"
 VALIDATION = "reports/validation.json"
 CURVES = {"roc": ("fpr", "tpr"), "precision_recall": ("recall", "precision")}
@@ -221,3 +222,19 @@ def load(
         inputs=inputs,
         verdict=judge(f"no {METRICS}" if metrics == "absent" else metrics, verdict_gate),
     )
+
+
+def timed(challenger: Side, champion: Reader, params: GateParams) -> Side:
+    """The challenger's verdict with the gate's slowdown check, as `make train` ran it: the
+    workspace's latency record against the champion's (no check where either has none)."""
+    records = []
+    for read in (on_disk, champion):
+        try:
+            records.append(Latency.model_validate_json(read(LATENCY) or ""))
+        except ValidationError:
+            return challenger
+    if challenger.verdict.passed is None:
+        return challenger
+    check = gate.slowdown(records[0], records[1], params.max_slowdown)
+    checks = [*challenger.verdict.checks, check]
+    return replace(challenger, verdict=Verdict(challenger.verdict.passed and check.passed, checks))

@@ -2,6 +2,7 @@
 
 import json
 import re
+import time
 from pathlib import Path
 
 import joblib
@@ -26,7 +27,7 @@ from sklearn.pipeline import Pipeline
 from .. import cli, figures, render, tracking
 from ..data import feature_columns, model_input, read_table
 from ..lineage import md5, revision
-from ..metrics import ClassScores, CrossValidation, Metrics, Scores, SliceScores
+from ..metrics import ClassScores, CrossValidation, Latency, Metrics, Scores, SliceScores
 from ..params import DataParams, EvaluateParams, Params, flatten, load
 
 
@@ -134,6 +135,33 @@ def importance(
     return table.sort_values("importance", ascending=False, kind="stable").reset_index(drop=True)
 
 
+def uninformative(table: pd.DataFrame, sigmas: float) -> list[str]:
+    """The features no better than noise: shuffling them lowers the score by less than `sigmas`
+    standard deviations of the drop over the repeats (or raises it)."""
+    flagged = table["importance"] - sigmas * table["std"] <= 0
+    return sorted(table.loc[flagged, "feature"])
+
+
+def latency(
+    model: Pipeline, baseline: Pipeline, x: pd.DataFrame, repeats: int, rows: int = 1000
+) -> Latency:
+    """Each pipeline's best time over the repeats to predict the same rows (test rows, drawn with
+    replacement), the two timed in turn so that the machine's load falls on both alike."""
+    batch = x.sample(rows, replace=True, random_state=0)
+    best = {"model": float("inf"), "baseline": float("inf")}
+    for _ in range(repeats):
+        for name, pipeline in (("model", model), ("baseline", baseline)):
+            start = time.perf_counter()
+            pipeline.predict(batch)
+            best[name] = min(best[name], (time.perf_counter() - start) * 1000)
+    return Latency(
+        rows=rows,
+        model_ms=round(best["model"], 3),
+        baseline_ms=round(best["baseline"], 3),
+        relative=round(best["model"] / best["baseline"], 3),
+    )
+
+
 def plot(tables: dict[str, pd.DataFrame], confusion: pd.DataFrame, out: Path) -> None:
     """PNG versions of the plots for the PR report and the model card."""
     for name, x, y, diagonal in (
@@ -203,6 +231,13 @@ def model_card(
             ),
         ]
     lines += ["## Caveats\n"]
+    if metrics.uninformative:
+        lines.append(
+            f"- {len(metrics.uninformative)} features no better than noise (shuffled, macro F1 "
+            f"drops by less than {params.evaluate.uninformative_sigmas:g} standard deviations "
+            f"over {params.evaluate.permutation_repeats} repeats): "
+            + ", ".join(f"`{name}`" for name in metrics.uninformative)
+        )
     if worst:
         name, values = worst
         lines.append(
@@ -226,16 +261,17 @@ def evaluate(
     classes = [str(c) for c in model.classes_]
     proba = model.predict_proba(x)
     y_pred = np.asarray(classes)[proba.argmax(axis=1)]
+    positive = positive_class(classes, params.data)
+    tables = curves(y, proba, classes, positive, params.evaluate.calibration_bins)
+    tables["importance"] = importance(
+        model, x, y, params.evaluate.permutation_repeats, params.train.seed
+    )
     metrics = Metrics(
         **scores(y, proba, classes).scores(),
         baseline=scores(y, baseline.predict_proba(x), classes),
         per_class=per_class(y, y_pred, classes),
         slices=slices(test, y, y_pred, params.evaluate),
-    )
-    positive = positive_class(classes, params.data)
-    tables = curves(y, proba, classes, positive, params.evaluate.calibration_bins)
-    tables["importance"] = importance(
-        model, x, y, params.evaluate.permutation_repeats, params.train.seed
+        uninformative=uninformative(tables["importance"], params.evaluate.uninformative_sigmas),
     )
     confusion = pd.DataFrame({"actual": y.to_numpy(), "predicted": y_pred})
     return metrics, tables, confusion
@@ -263,7 +299,13 @@ def main(argv: list[str]) -> None:
     tracking.start()
     model = joblib.load(args.models / "model.joblib")
     baseline = joblib.load(args.models / "baseline.joblib")
-    metrics, tables, confusion = evaluate(model, baseline, read_table(args.test), params)
+    test = read_table(args.test)
+    metrics, tables, confusion = evaluate(model, baseline, test, params)
+    numeric, categorical = feature_columns(list(test.columns), params.data)
+    timed = latency(
+        model, baseline, model_input(test, numeric, categorical), params.evaluate.latency_repeats
+    )
+    (args.reports / "latency.json").write_text(timed.model_dump_json(indent=2) + "\n")
     plots = args.reports / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     for name, table in tables.items():

@@ -1,9 +1,14 @@
-"""Gate stage: thresholds, a margin over the baseline and a floor on the worst slice."""
+"""Gate stage: thresholds, a margin over the baseline, a floor on the worst slice, and no
+slowdown against the champion."""
 
+import argparse
 import json
+from pathlib import Path
 
-from .. import cli
-from ..metrics import SLICE_SCORES, Metrics, Record
+from pydantic import ValidationError
+
+from .. import cli, lineage
+from ..metrics import SLICE_SCORES, Latency, Metrics, Record
 from ..params import GateParams, load
 
 
@@ -51,7 +56,15 @@ def checks(metrics: Metrics, params: GateParams) -> list[Check]:
                 passed=value >= params.slice_floor,
             )
         )
+    if params.fail_uninformative:
+        results.append(uninformative(metrics))
     return results
+
+
+def uninformative(metrics: Metrics) -> Check:
+    """No feature may be no better than noise (evaluate's permutation importance)."""
+    names = metrics.uninformative
+    return Check(check="features no better than noise <= 0", value=len(names), passed=not names)
 
 
 def verdict(metrics: Metrics, params: GateParams) -> Verdict:
@@ -69,9 +82,39 @@ def verdict(metrics: Metrics, params: GateParams) -> Verdict:
     return Verdict(passed=all(r.passed for r in results), checks=results)
 
 
+def slowdown(candidate: Latency, champion: Latency, limit: float) -> Check:
+    """The model's predict time over its baseline's, against the champion's own ratio: each ratio
+    comes from one run on one machine, so CI and a laptop compare fairly."""
+    ratio = candidate.relative / champion.relative
+    return Check(
+        check=f"predict time / champion's <= {limit:g}", value=ratio, passed=ratio <= limit
+    )
+
+
+def champion_latency(revision: str, path: Path) -> Latency | None:
+    """The champion's reports/latency.json, as committed; None for a first model (or an older
+    record)."""
+    text = lineage.committed(revision, path)
+    try:
+        return Latency.model_validate_json(text) if text else None
+    except ValidationError:
+        return None
+
+
 def main(argv: list[str]) -> None:
-    args = cli.paths(argv, __doc__, "metrics", "out")
-    result = verdict(Metrics.read(args.metrics), load().gate)
+    parser = argparse.ArgumentParser(prog="gate", description=__doc__)
+    parser.add_argument("metrics", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument(
+        "--latency", type=Path, help="reports/latency.json, timed against the champion's"
+    )
+    args = parser.parse_args(argv)
+    params = load().gate
+    result = verdict(Metrics.read(args.metrics), params)
+    champion = champion_latency(params.champion, args.latency) if args.latency else None
+    if args.latency and champion:
+        check = slowdown(Latency.read(args.latency), champion, params.max_slowdown)
+        result = Verdict(passed=result.passed and check.passed, checks=[*result.checks, check])
     failed = [f"{r.check} failed ({r.value:.4g})" for r in result.checks if not r.passed]
     if failed:
         raise cli.UserError("; ".join(failed))
