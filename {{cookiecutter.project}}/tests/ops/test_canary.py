@@ -31,6 +31,7 @@ def one(objects: list[manifests.Object], kind: str) -> manifests.Object:
     return found
 
 
+@pytest.mark.score("I6")
 def test_every_release_goes_through_canary_steps_judged_against_the_slo() -> None:
     thresholds = slo.thresholds(load(ROOT / "params.yaml"))
     overlays = rendered(ROOT)
@@ -73,6 +74,13 @@ LOST = [
     ),
     pytest.param(
         "deploy/base/analysistemplate.yaml",
+        "      failureLimit: 0\n",
+        "      failureLimit: 3\n",
+        "AnalysisTemplate/{name}-canary: error-rate tolerates a breach (failureLimit must be 0)",
+        id="a-breach-tolerated",
+    ),
+    pytest.param(
+        "deploy/base/analysistemplate.yaml",
         'bentoml_service_request_duration_seconds_bucket{namespace="NAMESPACE", ',
         "bentoml_service_request_duration_seconds_bucket{",
         "p99-latency selects namespace [], not {name}-",
@@ -109,6 +117,7 @@ def exported(url: str) -> set[str]:
     return {re.split(r"[{ ]", line)[0] for line in lines if line and not line.startswith("#")}
 
 
+@pytest.mark.score("I6")
 def test_the_canary_queries_read_series_the_service_exports(served: Served) -> None:
     # A refused request: the refusal counter has its series from then on.
     json = {"content-type": "application/json"}

@@ -1,14 +1,9 @@
 """`make manifests`: overlays render, hold the restricted profile, and Argo CD syncs them."""
 
-import contextlib
 import copy
-import json
-import re
 import subprocess
 import sys
 import tomllib
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,12 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import ROOT, Served, edit
-from tumor_classifier import params
+from conftest import ROOT, edit
 from tumor_classifier.cli import UserError
 from tumor_classifier.ops import manifests
 from tumor_classifier.ops.overlays import OVERLAYS
-from tumor_classifier.params import SloParams
 
 # The Kubernetes name of every object: the project's name.
 NAME = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["name"]
@@ -215,116 +208,3 @@ def test_applications_sync_both_overlays_automatically() -> None:
         labels = policy["managedNamespaceMetadata"]["labels"]
         assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
         assert policy["retry"]["limit"] > 0
-
-
-# A PromQL series: a metric name followed by its label matchers.
-SERIES = re.compile(r"([A-Za-z_:][\w:]*)\{")
-
-
-def canary_problems(objects: list[dict[str, Any]], slo: SloParams) -> list[str]:
-    """What keeps an overlay's release from being canaried: a Rollout of its Deployment whose every
-    partial weight is followed by an analysis that holds the canary to serve.slo, no breach
-    allowed, before the next weight."""
-    rollouts = [o for o in objects if o["kind"] == "Rollout"]
-    if not rollouts:
-        return ["no Rollout"]
-    templates = {o["metadata"]["name"]: o for o in objects if o["kind"] == "AnalysisTemplate"}
-    deployments = {o["metadata"]["name"] for o in objects if o["kind"] == "Deployment"}
-    limits = {
-        "error-rate": slo.error_rate,
-        "p99-latency": slo.p99_ms / 1000,
-        "rejected-rate": slo.rejected_rate,
-    }
-    problems = []
-    for rollout in rollouts:
-        spec = rollout["spec"]
-        if spec.get("workloadRef", {}).get("name") not in deployments:
-            problems.append("the Rollout runs no Deployment of the overlay")
-        steps = spec["strategy"].get("canary", {}).get("steps", [])
-        weights = [(i, s["setWeight"]) for i, s in enumerate(steps) if "setWeight" in s]
-        if not weights:
-            problems.append("no canary step: the new version takes all traffic at once")
-        for i, weight in weights:
-            after = steps[i + 1] if i + 1 < len(steps) else {}
-            names = [t["templateName"] for t in after.get("analysis", {}).get("templates", [])]
-            if not names:
-                problems.append(f"weight {weight}% is not judged by an analysis")
-            for name in names:
-                if name not in templates:
-                    problems.append(f"weight {weight}%: no AnalysisTemplate {name}")
-                    continue
-                metrics = {m["name"]: m for m in templates[name]["spec"]["metrics"]}
-                for metric, limit in limits.items():
-                    found = metrics.get(metric, {})
-                    if found.get("successCondition") != f"result[0] <= {limit:g}":
-                        problems.append(f"{name}: {metric} is not held to {limit:g}")
-                    if found.get("failureLimit") != 0:
-                        problems.append(f"{name}: {metric} tolerates a breach")
-    return list(dict.fromkeys(problems))  # two steps may share one template
-
-
-@pytest.mark.score("I6")
-def test_each_release_is_canaried_against_the_slo(served: Served, project: Path) -> None:
-    """Both overlays release by canary: 10 % then 50 % of the replicas, each judged by Prometheus
-    on the canary's own pods against serve.slo, on series the service really exports."""
-    p = params.load(project / "params.yaml")
-    for overlay in ("staging", "production"):
-        objects = manifests.render(OVERLAYS / overlay, project)
-        assert canary_problems(objects, p.serve.slo) == []
-    (template,) = [o for o in objects if o["kind"] == "AnalysisTemplate"]
-    queried = {
-        name
-        for metric in template["spec"]["metrics"]
-        for name in SERIES.findall(metric["provider"]["prometheus"]["query"])
-    }
-    # The service exports each series once it has answered and refused a request.
-    row = served.test.drop(columns=["churned", "customer_id"]).dropna().head(1)
-    good = json.dumps({"records": json.loads(row.to_json(orient="records"))}).encode()
-    bad = json.dumps({"records": [{"plan": "enterprise"}]}).encode()
-    for body in (good, bad):
-        request = urllib.request.Request(
-            f"{served.url}/predict", body, {"content-type": "application/json"}
-        )
-        with contextlib.suppress(urllib.error.HTTPError):
-            urllib.request.urlopen(request, timeout=30).close()
-    with urllib.request.urlopen(f"{served.url}/metrics", timeout=30) as response:
-        exported = set(re.findall(r"^([A-Za-z_:][\w:]*)[{ ]", response.read().decode(), re.M))
-    assert queried == {
-        "bentoml_service_request_total",
-        "bentoml_service_request_duration_seconds_bucket",
-        "model_rejected_requests_total",
-    }
-    assert queried <= exported
-
-
-@pytest.mark.parametrize(
-    ("path", "old", "new", "problem"),
-    [
-        (
-            "deploy/base/rollout.yaml",
-            "        - analysis: *judged\n",
-            "",
-            "weight 50% is not judged by an analysis",
-        ),
-        (
-            "deploy/base/analysistemplate.yaml",
-            "      failureLimit: 0\n",
-            "      failureLimit: 3\n",
-            "{name}-canary: error-rate tolerates a breach",
-        ),
-        (
-            "params.yaml",
-            "p99_ms: 100",
-            "p99_ms: 250",
-            "{name}-canary: p99-latency is not held to 0.25",
-        ),
-    ],
-)
-def test_a_release_without_its_judge_is_not_canaried(
-    project: Path, path: str, old: str, new: str, problem: str
-) -> None:
-    """The negative cases: an unjudged weight, a tolerated breach, SLO and analysis apart."""
-    edit(project / path, old, new)
-    objects = manifests.render(OVERLAYS / "production", project)
-    slo = params.load(project / "params.yaml").serve.slo
-    assert canary_problems(objects, slo) == [problem.format(name=NAME)]

@@ -244,6 +244,8 @@ def analysis_problems(template: Object, namespace: str, thresholds: dict[str, fl
                 f"{measure} passes on `{condition}`, not `result[0] <= {thresholds[key]:g}` "
                 "(serve.slo in params.yaml)"
             )
+        if metrics[measure].get("failureLimit", 0) != 0:  # 0, Argo Rollouts' default: abort at once
+            problems.append(f"{measure} tolerates a breach (failureLimit must be 0)")
         query = metrics[measure].get("provider", {}).get("prometheus", {}).get("query", "")
         selected = set(NAMESPACE_MATCHER.findall(query))
         if selected != {namespace}:
