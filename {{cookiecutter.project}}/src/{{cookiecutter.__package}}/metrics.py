@@ -67,6 +67,9 @@ class Metrics(Scores):
     baseline: Scores
     per_class: dict[str, ClassScores]
     slices: dict[str, SliceScores]
+    # What evaluate chose where params.yaml left it to the data (older files lack them).
+    positive_class: str | None = None
+    slice_column: str | None = None
 
 
 class Candidate(Record):

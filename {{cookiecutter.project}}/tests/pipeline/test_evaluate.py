@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import write_params
 from tumor_classifier.params import Params
 from tumor_classifier.pipeline import evaluate, split, train
+
+from conftest import write_params
 
 
 class Trained(NamedTuple):

@@ -5,9 +5,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import write_params
 from tumor_classifier.params import Params
 from tumor_classifier.pipeline import profile
+
+from conftest import write_params
 
 
 def test_markdown_reports_balance_missing_and_correlations(

@@ -9,10 +9,11 @@ import pandas as pd
 import pandera.pandas as pa
 import pytest
 
-from conftest import ROOT, write_params
 from tumor_classifier.cli import UserError
 from tumor_classifier.params import Params
 from tumor_classifier.pipeline import validate
+
+from conftest import ROOT, write_params
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def test_shipped_schema_is_what_make_schema_infers(cancer_schema: pa.DataFrameSc
 def test_inferred_schema_accepts_its_data_and_widens_ranges(
     cancer: pd.DataFrame, cancer_schema: pa.DataFrameSchema, project_params: Params
 ) -> None:
-    validated = validate.check(cancer, cancer_schema, project_params.data)
+    validated = validate.check(cancer, cancer_schema, project_params.data, project_params.validate_)
     assert validated.shape == cancer.shape
     (check,) = cancer_schema.columns["mean_radius"].checks
     low, high = cancer["mean_radius"].min(), cancer["mean_radius"].max()
@@ -47,7 +48,7 @@ def test_categories_missing_values_and_ids(
     assert not schema.columns["plan"].nullable
     assert schema.columns["plan"].checks[0].statistics["allowed_values"] == ["basic", "plus", "pro"]
     assert schema.columns["customer_id"].checks == []
-    validate.check(customers, schema, customers_params.data)
+    validate.check(customers, schema, customers_params.data, customers_params.validate_)
 
 
 def broken(frame: pd.DataFrame, change: str) -> pd.DataFrame:
@@ -95,7 +96,7 @@ def test_violations_name_column_and_rule(
     message: str,
 ) -> None:
     with pytest.raises(UserError) as error:
-        validate.check(broken(cancer, change), cancer_schema, project_params.data)
+        validate.check(broken(cancer, change), cancer_schema, project_params.data, project_params.validate_)
     assert message in str(error.value)
     assert "\n" not in str(error.value)
 
@@ -105,7 +106,7 @@ def test_unseen_category_fails(customers: pd.DataFrame, customers_params: Params
     changed = customers.copy()
     changed.loc[0, "plan"] = "enterprise"
     with pytest.raises(UserError, match=r"column 'plan' fails isin\(\['basic', 'plus', 'pro'\]\)"):
-        validate.check(changed, schema, customers_params.data)
+        validate.check(changed, schema, customers_params.data, customers_params.validate_)
 
 
 def test_text_column_must_be_declared(customers: pd.DataFrame, customers_params: Params) -> None:
@@ -120,14 +121,14 @@ def test_schema_out_of_date_with_params(customers: pd.DataFrame, customers_param
     schema = validate.infer(customers, customers_params.data, 0.1)
     data = customers_params.data.model_copy(update={"categorical": ["plan", "region", "tenure"]})
     with pytest.raises(UserError, match=r"disagree on column 'tenure'.*run `make schema`"):
-        validate.check(customers, schema, data)
+        validate.check(customers, schema, data, customers_params.validate_)
 
 
 def test_no_rows(
     cancer: pd.DataFrame, cancer_schema: pa.DataFrameSchema, project_params: Params
 ) -> None:
     with pytest.raises(UserError, match="the table has no rows"):
-        validate.check(cancer.head(0), cancer_schema, project_params.data)
+        validate.check(cancer.head(0), cancer_schema, project_params.data, project_params.validate_)
 
 
 def test_single_class(
@@ -135,7 +136,7 @@ def test_single_class(
 ) -> None:
     benign = cancer[cancer["diagnosis"] == "benign"]
     with pytest.raises(UserError, match="target 'diagnosis' has the single class 'benign'"):
-        validate.check(benign, cancer_schema, project_params.data)
+        validate.check(benign, cancer_schema, project_params.data, project_params.validate_)
 
 
 @pytest.mark.score("D4")
@@ -152,7 +153,7 @@ def test_label_leak(dataset: str, request: pytest.FixtureRequest) -> None:
         frame[column] = frame[column].astype(str)
     schema = validate.infer(frame, p.data, 0.1)
     with pytest.raises(UserError) as error:
-        validate.check(frame, schema, p.data)
+        validate.check(frame, schema, p.data, p.validate_)
     assert f"column '{column}' determines the target exactly" in str(error.value)
 
 
