@@ -96,7 +96,9 @@ def test_violations_name_column_and_rule(
     message: str,
 ) -> None:
     with pytest.raises(UserError) as error:
-        validate.check(broken(cancer, change), cancer_schema, project_params.data, project_params.validate_)
+        validate.check(
+            broken(cancer, change), cancer_schema, project_params.data, project_params.validate_
+        )
     assert message in str(error.value)
     assert "\n" not in str(error.value)
 
@@ -154,7 +156,42 @@ def test_label_leak(dataset: str, request: pytest.FixtureRequest) -> None:
     schema = validate.infer(frame, p.data, 0.1)
     with pytest.raises(UserError) as error:
         validate.check(frame, schema, p.data, p.validate_)
-    assert f"column '{column}' determines the target exactly" in str(error.value)
+    assert str(error.value) == (
+        f"column '{column}' predicts the target almost alone (balanced accuracy 1.000 >= "
+        "validate.leak_score): a label leak? list it under data.drop, or, if it is a genuine "
+        "feature, under validate.accept_leaks in params.yaml"
+    )
+
+
+def noisy_copy(target: pd.Series, share: float) -> pd.Series:
+    """A number that is the target's class, wrong in `share` of the rows (spread evenly)."""
+    rng = np.random.default_rng(3)
+    code = (target == target.iloc[0]).astype(float)
+    flipped = rng.permutation(len(target)) < share * len(target)
+    return (code + flipped) % 2 + rng.normal(0, 0.01, len(target))
+
+
+@pytest.mark.score("D4")
+def test_near_leak_stops_and_can_be_accepted(cancer: pd.DataFrame, project_params: Params) -> None:
+    p = project_params
+    frame = cancer.assign(biopsy=noisy_copy(cancer["diagnosis"], 0.01))  # right in 99% of rows
+    schema = validate.infer(frame, p.data, 0.1)
+    with pytest.raises(UserError, match=r"column 'biopsy' predicts the target almost alone"):
+        validate.check(frame, schema, p.data, p.validate_)
+    accepted = p.validate_.model_copy(update={"accept_leaks": ["biopsy"]})
+    assert len(validate.check(frame, schema, p.data, accepted)) == len(frame)
+    # Right in 96% of rows: a strong feature below the threshold, not a leak.
+    strong = cancer.assign(biopsy=noisy_copy(cancer["diagnosis"], 0.04))
+    score = validate.leak_score(strong["biopsy"], strong["diagnosis"])
+    assert 0.9 < score < p.validate_.leak_score
+    validate.check(strong, validate.infer(strong, p.data, 0.1), p.data, p.validate_)
+
+
+def test_many_rare_categories_are_no_leak(customers: pd.DataFrame) -> None:
+    """One row per value would 'predict' any target: rare values pool before the check."""
+    ids = customers["customer_id"].astype(str)
+    assert validate.leak_score(ids, customers["churned"]) == 0.5
+    assert validate.leak_score(customers["plan"], customers["plan"]) == 1.0
 
 
 def test_summary_counts(customers: pd.DataFrame, customers_params: Params) -> None:
