@@ -14,10 +14,10 @@ from ..metrics import DataSummary
 from ..params import DataParams, Params, ValidateParams, load
 
 MAX_PROBLEMS = 5
-# Rows the leak check looks at, and the quantile bins it cuts a numeric feature into.
+# Rows the leak check looks at; the most groups it cuts a number into; the fewest rows a group
+# (a tree's leaf, or a category's value) has before it says anything of the target.
 LEAK_SAMPLE = 50_000
-LEAK_BINS = 20
-# Category values seen fewer times pool together: too few rows to predict from.
+LEAK_GROUPS = 20
 LEAK_MIN_GROUP = 5
 
 
@@ -100,16 +100,26 @@ def check_roles(schema: pa.DataFrameSchema, data: DataParams) -> None:
 
 def leak_score(feature: pd.Series, target: pd.Series) -> float:
     """How well a feature alone predicts the target: the balanced accuracy of the majority class
-    in each of its groups, 1.0 for an exact leak. Groups: LEAK_BINS quantile bins of a number;
-    the values of a category, its rare values pooled (one row per value would predict anything)."""
-    if pd.api.types.is_numeric_dtype(feature) and feature.nunique() > LEAK_BINS:
-        groups = pd.qcut(feature, q=LEAK_BINS, duplicates="drop").astype(str)
+    in each of its groups, 1.0 for an exact leak. A number's groups are the leaves of a small
+    tree on it alone (cuts where the classes change, not where quantiles fall); a category's are
+    its values, rare ones pooled (one row per value would 'predict' anything)."""
+    if pd.api.types.is_numeric_dtype(feature):
+        from sklearn.tree import DecisionTreeClassifier  # only here: validate starts fast
+
+        tree = DecisionTreeClassifier(
+            max_leaf_nodes=LEAK_GROUPS,
+            min_samples_leaf=max(LEAK_MIN_GROUP, len(feature) // 100),
+            class_weight="balanced",
+            random_state=0,
+        )
+        groups = pd.Series(tree.fit(feature.to_frame(), target).apply(feature.to_frame()))
+        groups.index = feature.index
     else:
         groups = feature.astype(str)  # missing values are a group of their own ("nan")
         sizes = groups.map(groups.value_counts())
         groups = groups.where(sizes >= max(LEAK_MIN_GROUP, len(groups) // 100), "(rare)")
     counts = pd.crosstab(groups, target)
-    predicted = counts.idxmax(axis=1)
+    predicted = (counts / counts.sum()).idxmax(axis=1)  # each group's most over-represented class
     recalls = [counts.loc[predicted == c, c].sum() / counts[c].sum() for c in counts.columns]
     return float(sum(recalls) / len(recalls))
 
