@@ -62,7 +62,7 @@ def decide(name: str, series: pd.Series) -> Decision:
         return Decision(name, "numeric", f"numbers: {distinct} values", flag)
     text = values.astype(str)
     bad = not_numbers(text)
-    if len(bad) <= (1 - NUMBER_SHARE) * len(text):
+    if 0 < len(bad) <= (1 - NUMBER_SHARE) * len(text):
         raise UserError(
             f"column {name!r} is numeric but {len(bad)} of its values are not numbers "
             f"(e.g. {bad.iloc[0]!r}): fix them in the data, or leave them empty"

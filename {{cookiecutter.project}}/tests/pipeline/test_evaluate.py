@@ -120,7 +120,8 @@ def test_auto_slice_is_the_categorical_feature_with_fewest_values(
     assert evaluate.slice_column(fewer, p) == "region"  # north and missing: 2
     # No categorical feature: no slices; a named column is taken as named.
     assert project_params.evaluate.slice.column == "auto"
-    assert evaluate.slice_column(pd.DataFrame({"x": [1.0]}), project_params) is None
+    frame = pd.DataFrame({"x": [1.0], "diagnosis": ["a"]})
+    assert evaluate.slice_column(frame, project_params) is None
     assert evaluate.slice_column(customers, customers_params) == "plan"
 
 

@@ -70,7 +70,13 @@ def test_bad_tables_stop_the_first_stage_in_one_line(
     )
     Path("raw.csv").write_text(table)
     result = subprocess.run(
-        [sys.executable, "-m", "tumor_classifier.pipeline.profile", "raw.csv", "out"],
+        [
+            sys.executable,
+            "-m",
+            "tumor_classifier.pipeline.profile",
+            "raw.csv",
+            "out",
+        ],
         capture_output=True,
         text=True,
     )
