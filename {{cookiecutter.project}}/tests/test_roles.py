@@ -66,9 +66,11 @@ def test_text_in_a_numeric_column_is_one_line() -> None:
     assert roles.decide("dose", pd.Series(["low", "high", "1", "2"] * 10)).role == "categorical"
 
 
-def test_target_must_be_a_column() -> None:
+def test_target_must_be_a_column_and_the_table_have_rows() -> None:
     with pytest.raises(UserError, match=r"data\.target 'label' is not a column.*one of a, b"):
         roles.decide_all(pd.DataFrame({"a": [1], "b": [2]}), DataParams(target="label"))
+    with pytest.raises(UserError, match="header but no rows"):
+        roles.decide_all(pd.DataFrame({"a": [], "label": []}), DataParams(target="label"))
 
 
 def test_params_decisions_stay() -> None:

@@ -80,6 +80,8 @@ def decide(name: str, series: pd.Series) -> Decision:
 def decide_all(frame: pd.DataFrame, data: DataParams) -> list[Decision]:
     """Every column's role, in table order. What params.yaml already says stays: a column under
     data.drop stays dropped (a reviewed leak), one under data.categorical stays categorical."""
+    if frame.empty:
+        raise UserError("the table has a header but no rows: add rows of data")
     if data.target not in frame.columns:
         raise UserError(
             f"data.target {data.target!r} is not a column of the table: set it in params.yaml to "

@@ -99,8 +99,8 @@ def check_roles(schema: pa.DataFrameSchema, data: DataParams) -> None:
 
 
 def leak_score(feature: pd.Series, target: pd.Series) -> float:
-    """How well a feature alone predicts the target: the balanced accuracy of the majority class
-    in each of its groups, 1.0 for an exact leak. A number's groups are the leaves of a small
+    """How well a feature alone predicts the target: the balanced accuracy of naming, in each of
+    its groups, the class most over-represented there; 1.0 for an exact leak. A number's groups are the leaves of a small
     tree on it alone (cuts where the classes change, not where quantiles fall); a category's are
     its values, rare ones pooled (one row per value would 'predict' anything)."""
     if pd.api.types.is_numeric_dtype(feature):
@@ -112,14 +112,14 @@ def leak_score(feature: pd.Series, target: pd.Series) -> float:
             class_weight="balanced",
             random_state=0,
         )
-        groups = pd.Series(tree.fit(feature.to_frame(), target).apply(feature.to_frame()))
-        groups.index = feature.index
+        leaves = tree.fit(feature.to_frame(), target).apply(feature.to_frame())
+        groups = pd.Series(leaves, index=feature.index)
     else:
         groups = feature.astype(str)  # missing values are a group of their own ("nan")
         sizes = groups.map(groups.value_counts())
         groups = groups.where(sizes >= max(LEAK_MIN_GROUP, len(groups) // 100), "(rare)")
     counts = pd.crosstab(groups, target)
-    predicted = (counts / counts.sum()).idxmax(axis=1)  # each group's most over-represented class
+    predicted = (counts / counts.sum()).idxmax(axis=1)
     recalls = [counts.loc[predicted == c, c].sum() / counts[c].sum() for c in counts.columns]
     return float(sum(recalls) / len(recalls))
 
