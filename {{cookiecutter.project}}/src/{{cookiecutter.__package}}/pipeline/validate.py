@@ -100,9 +100,10 @@ def check_roles(schema: pa.DataFrameSchema, data: DataParams) -> None:
 
 def leak_score(feature: pd.Series, target: pd.Series) -> float:
     """How well a feature alone predicts the target: the balanced accuracy of naming, in each of
-    its groups, the class most over-represented there; 1.0 for an exact leak. A number's groups are the leaves of a small
-    tree on it alone (cuts where the classes change, not where quantiles fall); a category's are
-    its values, rare ones pooled (one row per value would 'predict' anything)."""
+    its groups, the class most over-represented there; 1.0 for an exact leak. A number's groups
+    are the leaves of a small tree on it alone (cuts where the classes change, not where
+    quantiles fall); a category's are its values, rare ones pooled (one row per value would
+    'predict' anything)."""
     if pd.api.types.is_numeric_dtype(feature):
         from sklearn.tree import DecisionTreeClassifier  # only here: validate starts fast
 
