@@ -66,8 +66,13 @@ TABLES = {
 def copied(project: Path, tmp_path: Path) -> Path:
     """A copy of the session's installed project, its environment included, free to change."""
     own = tmp_path / project.name
+    # The outputs of earlier runs stay behind; the environment's own folders of those names come.
+    outputs = {"build", "reports", "models"}
     shutil.copytree(
-        project, own, symlinks=True, ignore=shutil.ignore_patterns("build", "reports", "models")
+        project,
+        own,
+        symlinks=True,
+        ignore=lambda folder, names: outputs & set(names) if Path(folder) == project else set(),
     )
     return own
 
