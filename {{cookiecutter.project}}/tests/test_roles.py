@@ -111,6 +111,13 @@ def test_params_change_in_the_two_values_only(tmp_path: Path) -> None:
     assert (loaded.categorical, loaded.drop) == (["a b", "yes"], ["id"])  # 'yes' stays text
 
 
+def test_lists_written_one_item_per_line_are_replaced_whole(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("data:\n  target: y\n  categorical:\n  - a\n  - b\n  drop:\n  - c\nsplit: {}\n")
+    roles.write_data_params(path, DataParams(target="y", categorical=["b"], drop=[]))
+    assert path.read_text() == "data:\n  target: y\n  categorical: [b]\n  drop: []\nsplit: {}\n"
+
+
 def test_make_schema_writes_schema_and_params(workdir: Path, capsys: pytest.CaptureFixture) -> None:
     shutil.copy(ROOT / "params.yaml", "params.yaml")
     rng = np.random.default_rng(0)

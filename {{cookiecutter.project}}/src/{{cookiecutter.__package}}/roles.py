@@ -122,11 +122,11 @@ def write_data_params(path: Path, data: DataParams) -> None:
     comment and every other line stays as it was."""
     values = {"categorical": _flow(data.categorical), "drop": _flow(data.drop)}
     lines = path.read_text().splitlines(keepends=True)
-    section = False
-    for i, line in enumerate(lines):
+    out: list[str] = []
+    section, block = False, None  # block: the indent of a list being replaced, item per line
+    for line in lines:
         if re.match(r"\S", line):
             section = line.startswith("data:")
-            continue
         match = re.fullmatch(r"(\s+)(categorical|drop): *([^#\n]*?)(\s*#.*)?\n?", line)
         if section and match and match[2] in values:
             indent, key, old, comment = match.groups()
@@ -135,7 +135,13 @@ def write_data_params(path: Path, data: DataParams) -> None:
             room = len(old) + len(comment) - len(comment.lstrip())
             value = values.pop(key)
             gap = " " * max(room - len(value), 1) if comment else ""
-            lines[i] = f"{indent}{key}: {value}{gap}{comment.lstrip()}\n"
+            out.append(f"{indent}{key}: {value}{gap}{comment.lstrip()}\n")
+            block = indent
+            continue
+        if section and block is not None and re.match(rf"{block}\s*- ", line):
+            continue
+        block = None
+        out.append(line)
     if values:
         raise UserError(f"{path}: no data.{', data.'.join(values)} to set: add it under data:")
-    path.write_text("".join(lines))
+    path.write_text("".join(out))
