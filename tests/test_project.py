@@ -191,9 +191,10 @@ def replaced(path: Path, content: str) -> Iterator[None]:
 
 
 def edited_csv(path: Path, edit: Callable[[list[dict[str, str]]], list[dict[str, str]]]) -> str:
-    rows = edit(list(csv.DictReader(path.open())))
+    original = list(csv.DictReader(path.open()))
+    rows = edit(original)
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=list((rows or original)[0]), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     return out.getvalue()
@@ -219,6 +220,19 @@ def leaky_radius(rows: list[dict[str, str]]) -> list[dict[str, str]]:
     ]
 
 
+def header_only(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    return []
+
+
+def text_radius(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    rows[3]["mean_radius"] = "large"
+    return rows
+
+
+def semicolons(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    return [{";".join(row): ";".join(row.values())} for row in rows]
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
@@ -228,8 +242,13 @@ def leaky_radius(rows: list[dict[str, str]]) -> list[dict[str, str]]:
         (single_class, "validate: target 'diagnosis' has the single class 'benign'"),
         (
             leaky_radius,
-            "validate: column 'mean_radius' determines the target exactly (a label leak)",
+            "validate: column 'mean_radius' predicts the target almost alone (balanced accuracy "
+            "1.000 >= validate.leak_score): a label leak? list it under data.drop, or, if it is "
+            "a genuine feature, under validate.accept_leaks in params.yaml",
         ),
+        (header_only, "profile: the table has a header but no rows: add rows of data"),
+        (text_radius, "profile: column 'mean_radius' is numeric but 1 of its values are not"),
+        (semicolons, "profile: data/raw.csv: not comma-separated: its header is separated by"),
     ],
 )
 def test_bad_data_stops_train_with_one_line_and_no_new_model(

@@ -29,6 +29,7 @@ MODULES = [
     "metrics",
     "params",
     "render",
+    "roles",
     "tracking",
     "pipeline/__init__",
     "pipeline/evaluate",
@@ -76,6 +77,7 @@ TESTS = [
     "test_data",
     "test_layout",
     "test_params",
+    "test_roles",
     "test_stability",
     "test_tracking",
     "pipeline/test_evaluate",
@@ -236,8 +238,28 @@ def test_structured_files_parse(bake: Bake) -> None:
     assert "pyproject.toml" in checked
 
 
-def test_generated_code_is_ruff_clean(bake: Bake) -> None:
-    project = bake()
+# The extremes of the free answers: the package name lands in imports and command lines, so a
+# long one pushes lines past the limit and a short one moves imports in the sort.
+SHORTEST = {"name": "A", "project": "a", "author": "A", "github_owner": "a", "description": "A"}
+LONGEST = {
+    "name": "An exceptionally long and descriptive project name",
+    "project": "-".join(["a" * 10, "b" * 10, "c" * 10, "d" * 7]),  # 40: the longest allowed
+    "author": "The Machine Learning Platform Team of a Large Organisation",
+    "github_owner": "-".join(["o" * 19, "w" * 19]),  # 39: GitHub's longest
+    "description": "A" + " very" * 40 + " long description.",
+}
+EXTREMES = [
+    pytest.param(
+        answers | {"python_version": version, "dvc_remote": remote}, id=f"{kind}-{version}-{remote}"
+    )
+    for kind, answers in (("shortest", SHORTEST), ("longest", LONGEST))
+    for version, remote in zip(itertools.cycle(PYTHON_VERSIONS), DVC_REMOTES, strict=False)
+]
+
+
+@pytest.mark.parametrize("answers", EXTREMES)
+def test_generated_code_is_ruff_clean(bake: Bake, answers: dict[str, str]) -> None:
+    project = bake(**answers)
     for command in (["ruff", "check", "."], ["ruff", "format", "--check", "."]):
         result = subprocess.run(command, cwd=project, capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr

@@ -23,7 +23,13 @@ from sklearn.datasets import load_breast_cancer, load_wine
 from tumor_classifier import params
 from tumor_classifier.data import feature_columns
 from tumor_classifier.params import DataParams, Params, SliceParams
-from tumor_classifier.pipeline import export, reference, split, train, validate
+from tumor_classifier.pipeline import (
+    export,
+    reference,
+    split,
+    train,
+    validate,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 

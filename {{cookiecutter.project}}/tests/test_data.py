@@ -33,6 +33,40 @@ def test_unreadable_tables_are_one_line(tmp_path: Path) -> None:
         data.write_table(pd.DataFrame({"x": [1]}), tmp_path / "table.xlsx")
 
 
+@pytest.mark.parametrize(
+    ("separator", "name"), [(";", "semicolons"), ("\t", "tabs"), ("|", "pipes")]
+)
+def test_a_table_not_comma_separated_says_what_it_is(
+    tmp_path: Path, separator: str, name: str
+) -> None:
+    path = tmp_path / "raw.csv"
+    path.write_text(separator.join(["a", "b", "label"]) + "\n" + separator.join("120") + "\n")
+    with pytest.raises(UserError) as error:
+        data.read_table(path)
+    assert str(error.value) == (
+        f"{path}: not comma-separated: its header is separated by {name} ({separator!r}); "
+        "save it with commas"
+    )
+    # One column, no other separator in its header: a table of one column, read as it is.
+    path.write_text("label\n1\n")
+    assert list(data.read_table(path).columns) == ["label"]
+
+
+def test_tables_without_rows_or_with_text_for_numbers_are_one_line() -> None:
+    params = DataParams(target="label")
+    with pytest.raises(UserError, match=r"^the table has a header but no rows: add rows of data$"):
+        data.check_usable(pd.DataFrame({"x": [], "label": []}), params)
+    typo = pd.DataFrame({"x": ["1.5", "2", "abc", None], "label": ["a", "b", "a", "b"]})
+    with pytest.raises(UserError) as error:
+        data.check_usable(typo, params)
+    assert str(error.value) == (
+        "column 'x' is numeric but 1 of its values are not numbers (e.g. 'abc'): fix them, "
+        "leave them empty, or run `make schema` if the column is categorical"
+    )
+    data.check_usable(typo, params.model_copy(update={"categorical": ["x"]}))
+    data.check_usable(typo.assign(x=["1.5", "2", "3", None]), params)
+
+
 @pytest.mark.score("D7")
 def test_model_input_makes_numbers_floats_and_missing_categories_empty() -> None:
     frame = pd.DataFrame({"plan": ["a", None, np.nan, 3], "x": ["1", "2", None, 4], "y": [0] * 4})

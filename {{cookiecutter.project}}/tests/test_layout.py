@@ -11,8 +11,9 @@ import pytest
 import yaml
 
 import tumor_classifier
-from conftest import ROOT
 from tumor_classifier.params import Params
+
+from conftest import ROOT
 
 SRC = Path(tumor_classifier.__file__).parent
 PACKAGE = SRC.name

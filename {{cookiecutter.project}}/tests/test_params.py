@@ -7,9 +7,10 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import ROOT
 from tumor_classifier.cli import UserError
 from tumor_classifier.params import flatten, load
+
+from conftest import ROOT
 
 
 def test_shipped_params_load_completely() -> None:

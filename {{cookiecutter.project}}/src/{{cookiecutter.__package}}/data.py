@@ -24,13 +24,55 @@ def read_table(path: Path, data: DataParams | None = None) -> pd.DataFrame:
     text_columns = [*data.categorical, data.target] if data else []
     try:
         if path.suffix == ".csv":
-            return pd.read_csv(path, dtype=dict.fromkeys(text_columns, str))
+            frame = pd.read_csv(path, dtype=dict.fromkeys(text_columns, str))
+            if frame.shape[1] == 1:
+                check_separator(path)
+            return frame
         frame = (
             pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_json(path, lines=True)
         )
     except (ValueError, OSError) as error:
         raise UserError(f"{path}: cannot be read as {path.suffix[1:]} ({error})") from None
     return as_text(frame, text_columns)
+
+
+# Separators a spreadsheet or a database export may have used instead of commas.
+SEPARATORS = {";": "semicolons", "\t": "tabs", "|": "pipes"}
+
+
+def check_separator(path: Path) -> None:
+    """A CSV read as one column may be separated by something else: say by what."""
+    with path.open() as file:
+        header = file.readline()
+    found = max(SEPARATORS, key=header.count)
+    if header.count(found):
+        raise UserError(
+            f"{path}: not comma-separated: its header is separated by {SEPARATORS[found]} "
+            f"({found!r}); save it with commas"
+        )
+
+
+def not_numbers(values: pd.Series) -> pd.Series:
+    """The values of a column that are present but are not numbers."""
+    if pd.api.types.is_numeric_dtype(values):
+        return values.iloc[:0]
+    present = values.dropna()
+    return present[pd.to_numeric(present, errors="coerce").isna()]
+
+
+def check_usable(frame: pd.DataFrame, data: DataParams) -> None:
+    """Rows, and numbers in every numeric feature: what every stage after this one assumes."""
+    if frame.empty:
+        raise UserError("the table has a header but no rows: add rows of data")
+    numeric, _ = feature_columns(list(frame.columns), data)
+    for column in numeric:
+        bad = not_numbers(frame[column])
+        if len(bad):
+            raise UserError(
+                f"column {column!r} is numeric but {len(bad)} of its values are not numbers "
+                f"(e.g. {bad.iloc[0]!r}): fix them, leave them empty, or run `make schema` "
+                "if the column is categorical"
+            )
 
 
 def as_text(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:

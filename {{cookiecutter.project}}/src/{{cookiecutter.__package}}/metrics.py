@@ -69,6 +69,9 @@ class Metrics(Scores):
     per_class: dict[str, ClassScores]
     slices: dict[str, SliceScores]
     uninformative: list[str] = []
+    # What evaluate chose where params.yaml left it to the data (older files lack them).
+    positive_class: str | None = None
+    slice_column: str | None = None
 
 
 class Latency(Record):

@@ -28,6 +28,8 @@ class ProfileParams(Section):
 
 class ValidateParams(Section):
     range_margin: float = Field(ge=0)
+    leak_score: float = Field(gt=0, le=1)
+    accept_leaks: list[str] = []
 
 
 class SplitParams(Section):
@@ -53,8 +55,12 @@ class TrainParams(Section):
     search: SearchParams
 
 
+# A choice left to the pipeline, made from the data (and reported where it is used).
+AUTO = "auto"
+
+
 class SliceParams(Section):
-    column: str | None
+    column: str | None  # auto: chosen by evaluate; null: no slices
     bins: int = Field(ge=1)
 
 

@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
 from tumor_classifier.cli import UserError
 from tumor_classifier.ops import changed
+
+from conftest import ROOT
 
 GIT = ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com"]
 GIT += ["-c", "commit.gpgsign=false", "-c", "core.hooksPath=/dev/null"]

@@ -13,11 +13,12 @@ import joblib
 import pandas as pd
 import pytest
 
-from conftest import write_params
 from tumor_classifier.cli import UserError
 from tumor_classifier.ops import drift
 from tumor_classifier.params import Params
 from tumor_classifier.pipeline import reference, split, train, validate
+
+from conftest import write_params
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from conftest import ROOT
 from tumor_classifier.cli import UserError
 from tumor_classifier.ops import image, manifests, overlays
+
+from conftest import ROOT
 
 Object = dict[str, Any]
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Served, write_params
 from tumor_classifier.params import Params, SloParams
+
+from conftest import Served, write_params
 
 
 def loadtest(

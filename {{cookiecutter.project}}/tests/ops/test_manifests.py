@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import ROOT, edit
 from tumor_classifier.cli import UserError
 from tumor_classifier.ops import manifests
 from tumor_classifier.ops.overlays import OVERLAYS
+
+from conftest import ROOT, edit
 
 # The Kubernetes name of every object: the project's name.
 NAME = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["name"]

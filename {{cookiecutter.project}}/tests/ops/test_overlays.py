@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
 from tumor_classifier.cli import UserError
 from tumor_classifier.ops import manifests, overlays
+
+from conftest import ROOT
 
 # The Kubernetes name of every object: the project's name.
 NAME = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["name"]

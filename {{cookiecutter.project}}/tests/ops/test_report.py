@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import write_params
 from tumor_classifier.cli import UserError
 from tumor_classifier.ops import report
 from tumor_classifier.params import Params
+
+from conftest import write_params
 
 # The machine may have no git identity, and a developer's may sign commits or run hooks.
 GIT = ["git", "-c", "user.name=Test", "-c", "user.email=test@example.com"]
@@ -93,7 +94,10 @@ def write(
             "train": {
                 "deps": [
                     {"path": "data/split/train.parquet", "md5": f"{data[:8]}{'5' * 24}"},
-                    {"path": "src/tumor_classifier/pipeline/train.py", "md5": "e" * 32},
+                    {
+                        "path": "src/tumor_classifier/pipeline/train.py",
+                        "md5": "e" * 32,
+                    },
                 ],
                 "outs": [
                     {"path": "models/model.joblib", "md5": model},
@@ -338,7 +342,13 @@ def test_command_line(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     report.main(["--base", "main", "--out", "reports/pr"])
     assert capsys.readouterr().out == "wrote reports/pr/report.md\n"
     result = subprocess.run(
-        [sys.executable, "-m", "tumor_classifier.ops.report", "--base", "release"],
+        [
+            sys.executable,
+            "-m",
+            "tumor_classifier.ops.report",
+            "--base",
+            "release",
+        ],
         capture_output=True,
         text=True,
     )

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
 from tumor_classifier.cli import UserError
 from tumor_classifier.ops import score
+
+from conftest import ROOT
 
 ITEMS = """
 import pytest

@@ -4,11 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, edit
 from tumor_classifier.cli import UserError
 from tumor_classifier.ops import manifests, slo
 from tumor_classifier.ops.overlays import OVERLAYS
 from tumor_classifier.params import Params
+
+from conftest import ROOT, edit
 
 
 def test_slo_file_holds_the_thresholds_of_params(project_params: Params) -> None:

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
 from tumor_classifier.cli import UserError
 from tumor_classifier.ops import overlays, writeback
+
+from conftest import ROOT
 
 DIGEST = "sha256:" + "ab12" * 16
 IMAGE = f"ghcr.io/example-org/model@{DIGEST}"

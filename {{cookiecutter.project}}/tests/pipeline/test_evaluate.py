@@ -10,10 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import write_params
-from tumor_classifier.metrics import Latency
+from tumor_classifier.cli import UserError
+from tumor_classifier.metrics import CrossValidation, Latency
 from tumor_classifier.params import Params
 from tumor_classifier.pipeline import evaluate, split, train
+
+from conftest import write_params
 
 
 class Trained(NamedTuple):
@@ -133,3 +135,42 @@ def test_main_writes_metrics_plots_card_and_logs_to_mlflow(
     (run,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
     assert run.data.metrics["accuracy"] == metrics["accuracy"]
     assert run.data.tags["evaluated"] == "true"
+
+
+def test_positive_class_is_the_rarest_unless_named(project_params: Params) -> None:
+    y = pd.Series(["b", "a", "c", "a", "c", "b", "c"])
+    assert evaluate.positive_class(y, ["a", "b", "c"], project_params.data) == "b"  # a tie: last
+    named = project_params.data.model_copy(update={"positive_class": "c"})
+    assert evaluate.positive_class(y, ["a", "b", "c"], named) == "c"
+    wrong = project_params.data.model_copy(update={"positive_class": "d"})
+    with pytest.raises(UserError, match=r"data\.positive_class 'd' is not a class"):
+        evaluate.positive_class(y, ["a", "b", "c"], wrong)
+
+
+def test_auto_slice_is_the_categorical_feature_with_fewest_values(
+    customers: pd.DataFrame, customers_params: Params, project_params: Params
+) -> None:
+    auto = customers_params.evaluate.slice.model_copy(update={"column": "auto"})
+    p = customers_params.model_copy(
+        update={"evaluate": customers_params.evaluate.model_copy(update={"slice": auto})}
+    )
+    assert evaluate.slice_column(customers, p) == "plan"  # 3 values; region has 4 and missing
+    fewer = customers.assign(region=customers["region"].where(customers["region"] == "north"))
+    assert evaluate.slice_column(fewer, p) == "region"  # north and missing: 2
+    # No categorical feature: no slices; a named column is taken as named.
+    assert project_params.evaluate.slice.column == "auto"
+    frame = pd.DataFrame({"x": [1.0], "diagnosis": ["a"]})
+    assert evaluate.slice_column(frame, project_params) is None
+    assert evaluate.slice_column(customers, customers_params) == "plan"
+
+
+def test_the_card_and_metrics_say_what_was_chosen(wine_trained: Trained) -> None:
+    fitted, test_rows, p = wine_trained
+    metrics, _, _ = evaluate.evaluate(fitted.model, fitted.baseline, test_rows, p)
+    counts = test_rows["cultivar"].value_counts()
+    assert metrics.positive_class == counts.index[counts.argmin()]
+    assert metrics.slice_column == "alcohol"
+    cv = CrossValidation(score=0.9, std=0.01, scoring="roc_auc_ovr", best_params={}, candidates=[])
+    card = evaluate.model_card(metrics, cv, p, "0" * 32, "abc")
+    assert f"curves of `{metrics.positive_class}` (chosen: the rarest class)" in card
+    assert "## Slices of `alcohol`\n" in card  # named in params: no "chosen"

@@ -7,9 +7,10 @@ import joblib
 import pandas as pd
 import pytest
 
-from conftest import write_params
 from tumor_classifier.params import Params
 from tumor_classifier.pipeline import export, split, train
+
+from conftest import write_params
 
 
 @pytest.mark.score("Mon3")

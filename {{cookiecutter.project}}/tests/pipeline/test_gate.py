@@ -11,12 +11,13 @@ import pandas as pd
 import pytest
 from sklearn.ensemble import RandomForestClassifier
 
-from conftest import write_params
 from tumor_classifier.cli import UserError
 from tumor_classifier.data import feature_columns, model_input
 from tumor_classifier.metrics import Latency, Metrics
 from tumor_classifier.params import GateParams, Params
 from tumor_classifier.pipeline import evaluate, gate, split, train
+
+from conftest import write_params
 
 GOOD: dict[str, Any] = {
     "accuracy": 0.96,
@@ -108,7 +109,13 @@ def test_command_line_fails_in_one_line_and_writes_nothing(
     write_params(workdir, project_params)
     Path("metrics.json").write_text(with_("roc_auc", 0.6).model_dump_json())
     result = subprocess.run(
-        [sys.executable, "-m", "tumor_classifier.pipeline.gate", "metrics.json", "gate.json"],
+        [
+            sys.executable,
+            "-m",
+            "tumor_classifier.pipeline.gate",
+            "metrics.json",
+            "gate.json",
+        ],
         capture_output=True,
         text=True,
     )
@@ -124,7 +131,13 @@ def test_metrics_of_another_shape_are_one_line(project_params: Params, workdir: 
     write_params(workdir, project_params)
     Path("metrics.json").write_text(json.dumps({**GOOD, "roc_auc": "high"}))
     result = subprocess.run(
-        [sys.executable, "-m", "tumor_classifier.pipeline.gate", "metrics.json", "gate.json"],
+        [
+            sys.executable,
+            "-m",
+            "tumor_classifier.pipeline.gate",
+            "metrics.json",
+            "gate.json",
+        ],
         capture_output=True,
         text=True,
     )

@@ -13,10 +13,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT, write_params
 from tumor_classifier.metrics import Metrics
 from tumor_classifier.params import Params
 from tumor_classifier.pipeline import evaluate, gate, split, train, validate
+
+from conftest import ROOT, write_params
 
 PIPELINE = yaml.safe_load((ROOT / "dvc.yaml").read_text())
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -43,7 +44,7 @@ def test_other_tables_run_through_every_stage(
     frame: pd.DataFrame = request.getfixturevalue(dataset)
     params: Params = request.getfixturevalue(p)
     schema = validate.infer(frame, params.data, params.validate_.range_margin)
-    validated = validate.check(frame, schema, params.data)
+    validated = validate.check(frame, schema, params.data, params.validate_)
     train_rows, test_rows = split.split(validated, params.data.target, params.split)
     fitted = train.fit(train_rows, params.data, params.train)
     metrics, _, _ = evaluate.evaluate(fitted.model, fitted.baseline, test_rows, params)

@@ -1,13 +1,16 @@
 """Profile stage: the EDA report says what the data holds and draws it."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from conftest import write_params
-from tumor_classifier.params import Params
+from tumor_classifier.params import DataParams, Params
 from tumor_classifier.pipeline import profile
+
+from conftest import write_params
 
 
 def test_markdown_reports_balance_missing_and_correlations(
@@ -49,3 +52,35 @@ def test_main_writes_report_and_plots(
     profile.main(["raw.csv", "out"])
     written = {f.name for f in (workdir / "out").iterdir()}
     assert written == {"profile.md", "class_balance.png", "distributions.png", "correlations.png"}
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("mean_radius,diagnosis\n", "the table has a header but no rows"),
+        ("mean_radius,diagnosis\n1.5,benign\nlarge,malignant\n", "column 'mean_radius' is numeric"),
+        ("mean_radius;diagnosis\n1.5;benign\n", "not comma-separated"),
+    ],
+)
+def test_bad_tables_stop_the_first_stage_in_one_line(
+    project_params: Params, workdir: Path, table: str, message: str
+) -> None:
+    write_params(
+        workdir, project_params.model_copy(update={"data": DataParams(target="diagnosis")})
+    )
+    Path("raw.csv").write_text(table)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tumor_classifier.pipeline.profile",
+            "raw.csv",
+            "out",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("profile: ")
+    assert message in result.stderr

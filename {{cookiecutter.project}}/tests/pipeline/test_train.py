@@ -7,11 +7,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from conftest import write_params
 from tumor_classifier.cli import UserError
 from tumor_classifier.data import feature_columns, model_input
 from tumor_classifier.params import Params, SearchParams
 from tumor_classifier.pipeline import train
+
+from conftest import write_params
 
 
 @pytest.mark.score("M3")

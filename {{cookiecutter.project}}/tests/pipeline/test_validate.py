@@ -9,10 +9,11 @@ import pandas as pd
 import pandera.pandas as pa
 import pytest
 
-from conftest import ROOT, write_params
 from tumor_classifier.cli import UserError
 from tumor_classifier.params import Params
 from tumor_classifier.pipeline import validate
+
+from conftest import ROOT, write_params
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def test_shipped_schema_is_what_make_schema_infers(cancer_schema: pa.DataFrameSc
 def test_inferred_schema_accepts_its_data_and_widens_ranges(
     cancer: pd.DataFrame, cancer_schema: pa.DataFrameSchema, project_params: Params
 ) -> None:
-    validated = validate.check(cancer, cancer_schema, project_params.data)
+    validated = validate.check(cancer, cancer_schema, project_params.data, project_params.validate_)
     assert validated.shape == cancer.shape
     (check,) = cancer_schema.columns["mean_radius"].checks
     low, high = cancer["mean_radius"].min(), cancer["mean_radius"].max()
@@ -47,7 +48,7 @@ def test_categories_missing_values_and_ids(
     assert not schema.columns["plan"].nullable
     assert schema.columns["plan"].checks[0].statistics["allowed_values"] == ["basic", "plus", "pro"]
     assert schema.columns["customer_id"].checks == []
-    validate.check(customers, schema, customers_params.data)
+    validate.check(customers, schema, customers_params.data, customers_params.validate_)
 
 
 def broken(frame: pd.DataFrame, change: str) -> pd.DataFrame:
@@ -95,7 +96,9 @@ def test_violations_name_column_and_rule(
     message: str,
 ) -> None:
     with pytest.raises(UserError) as error:
-        validate.check(broken(cancer, change), cancer_schema, project_params.data)
+        validate.check(
+            broken(cancer, change), cancer_schema, project_params.data, project_params.validate_
+        )
     assert message in str(error.value)
     assert "\n" not in str(error.value)
 
@@ -105,7 +108,7 @@ def test_unseen_category_fails(customers: pd.DataFrame, customers_params: Params
     changed = customers.copy()
     changed.loc[0, "plan"] = "enterprise"
     with pytest.raises(UserError, match=r"column 'plan' fails isin\(\['basic', 'plus', 'pro'\]\)"):
-        validate.check(changed, schema, customers_params.data)
+        validate.check(changed, schema, customers_params.data, customers_params.validate_)
 
 
 def test_text_column_must_be_declared(customers: pd.DataFrame, customers_params: Params) -> None:
@@ -120,14 +123,14 @@ def test_schema_out_of_date_with_params(customers: pd.DataFrame, customers_param
     schema = validate.infer(customers, customers_params.data, 0.1)
     data = customers_params.data.model_copy(update={"categorical": ["plan", "region", "tenure"]})
     with pytest.raises(UserError, match=r"disagree on column 'tenure'.*run `make schema`"):
-        validate.check(customers, schema, data)
+        validate.check(customers, schema, data, customers_params.validate_)
 
 
 def test_no_rows(
     cancer: pd.DataFrame, cancer_schema: pa.DataFrameSchema, project_params: Params
 ) -> None:
     with pytest.raises(UserError, match="the table has no rows"):
-        validate.check(cancer.head(0), cancer_schema, project_params.data)
+        validate.check(cancer.head(0), cancer_schema, project_params.data, project_params.validate_)
 
 
 def test_single_class(
@@ -135,7 +138,7 @@ def test_single_class(
 ) -> None:
     benign = cancer[cancer["diagnosis"] == "benign"]
     with pytest.raises(UserError, match="target 'diagnosis' has the single class 'benign'"):
-        validate.check(benign, cancer_schema, project_params.data)
+        validate.check(benign, cancer_schema, project_params.data, project_params.validate_)
 
 
 @pytest.mark.score("D4")
@@ -152,8 +155,43 @@ def test_label_leak(dataset: str, request: pytest.FixtureRequest) -> None:
         frame[column] = frame[column].astype(str)
     schema = validate.infer(frame, p.data, 0.1)
     with pytest.raises(UserError) as error:
-        validate.check(frame, schema, p.data)
-    assert f"column '{column}' determines the target exactly" in str(error.value)
+        validate.check(frame, schema, p.data, p.validate_)
+    assert str(error.value) == (
+        f"column '{column}' predicts the target almost alone (balanced accuracy 1.000 >= "
+        "validate.leak_score): a label leak? list it under data.drop, or, if it is a genuine "
+        "feature, under validate.accept_leaks in params.yaml"
+    )
+
+
+def noisy_copy(target: pd.Series, share: float) -> pd.Series:
+    """A number that is the target's class, wrong in `share` of the rows (spread evenly)."""
+    rng = np.random.default_rng(3)
+    code = (target == target.iloc[0]).astype(float)
+    flipped = rng.permutation(len(target)) < share * len(target)
+    return (code + flipped) % 2 + rng.normal(0, 0.01, len(target))
+
+
+@pytest.mark.score("D4")
+def test_near_leak_stops_and_can_be_accepted(cancer: pd.DataFrame, project_params: Params) -> None:
+    p = project_params
+    frame = cancer.assign(biopsy=noisy_copy(cancer["diagnosis"], 0.01))  # right in 99% of rows
+    schema = validate.infer(frame, p.data, 0.1)
+    with pytest.raises(UserError, match=r"column 'biopsy' predicts the target almost alone"):
+        validate.check(frame, schema, p.data, p.validate_)
+    accepted = p.validate_.model_copy(update={"accept_leaks": ["biopsy"]})
+    assert len(validate.check(frame, schema, p.data, accepted)) == len(frame)
+    # Right in 96% of rows: a strong feature below the threshold, not a leak.
+    strong = cancer.assign(biopsy=noisy_copy(cancer["diagnosis"], 0.04))
+    score = validate.leak_score(strong["biopsy"], strong["diagnosis"])
+    assert 0.9 < score < p.validate_.leak_score
+    validate.check(strong, validate.infer(strong, p.data, 0.1), p.data, p.validate_)
+
+
+def test_many_rare_categories_are_no_leak(customers: pd.DataFrame) -> None:
+    """One row per value would 'predict' any target: rare values pool before the check."""
+    ids = customers["customer_id"].astype(str)
+    assert validate.leak_score(ids, customers["churned"]) == 0.5
+    assert validate.leak_score(customers["plan"], customers["plan"]) == 1.0
 
 
 def test_summary_counts(customers: pd.DataFrame, customers_params: Params) -> None:

@@ -9,13 +9,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ROOT, Stored
 from tumor_classifier import NAME
 from tumor_classifier.serving import batch, bundle
 
+from conftest import ROOT, Stored
+
 
 def run(stored: Stored, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "tumor_classifier.serving.batch", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "tumor_classifier.serving.batch",
+        *args,
+    ]
     return subprocess.run(command, cwd=ROOT, env=stored.env, capture_output=True, text=True)
 
 

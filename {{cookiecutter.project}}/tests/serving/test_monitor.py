@@ -9,12 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import Served
 from tumor_classifier import contract
 from tumor_classifier.data import feature_columns, model_input
 from tumor_classifier.params import Params
 from tumor_classifier.pipeline import reference, validate
 from tumor_classifier.serving import monitor
+
+from conftest import Served
 
 
 def test_psi_is_zero_for_equal_shares_and_grows_with_the_shift() -> None:

@@ -8,12 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import Served, write_params
 from tumor_classifier import contract
 from tumor_classifier.cli import UserError
 from tumor_classifier.data import write_table
 from tumor_classifier.params import load
 from tumor_classifier.serving import predict
+
+from conftest import Served, write_params
 
 
 @pytest.fixture(scope="module")

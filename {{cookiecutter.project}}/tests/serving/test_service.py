@@ -22,10 +22,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import Served
 from tumor_classifier import contract
 from tumor_classifier.params import Params, load
 from tumor_classifier.serving.predict import Predictor, predict_frame
+
+from conftest import Served
 
 JSON = {"content-type": "application/json"}
 

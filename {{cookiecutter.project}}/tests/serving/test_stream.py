@@ -19,11 +19,12 @@ import pytest
 import redis
 import redis.asyncio
 
-from conftest import ROOT, Stored, free_port
 from tumor_classifier import contract
 from tumor_classifier.params import load
 from tumor_classifier.serving import bundle, stream
 from tumor_classifier.serving.predict import Columns, Predictor
+
+from conftest import ROOT, Stored, free_port
 
 GOOD = 1500
 # Records that break the contract, each with the words its dead letter's reason must hold.
@@ -80,7 +81,13 @@ def bad_fields(kind: str | None, row: dict[str, object]) -> dict[str, str]:
 
 
 def start(stored: Stored, url: str, consumer: str, metrics: int, log: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "tumor_classifier.serving.stream", "--url", url]
+    command = [
+        sys.executable,
+        "-m",
+        "tumor_classifier.serving.stream",
+        "--url",
+        url,
+    ]
     command += ["--consumer", consumer, "--batch", "20", "--claim-idle-ms", "500"]
     with log.open("wb") as out:
         return subprocess.Popen(
@@ -165,7 +172,13 @@ def test_a_crash_mid_stream_loses_nothing_and_predicts_each_record_once(
 
 def test_an_unreachable_broker_is_one_line(stored: Stored, tmp_path: Path) -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
-    command = [sys.executable, "-m", "tumor_classifier.serving.stream", "--url", url]
+    command = [
+        sys.executable,
+        "-m",
+        "tumor_classifier.serving.stream",
+        "--url",
+        url,
+    ]
     result = subprocess.run(
         [*command, "--metrics-port", str(free_port())],
         cwd=ROOT,

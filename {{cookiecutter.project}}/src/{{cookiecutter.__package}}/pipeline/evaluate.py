@@ -28,18 +28,30 @@ from .. import cli, figures, render, tracking
 from ..data import feature_columns, model_input, read_table
 from ..lineage import md5, revision
 from ..metrics import ClassScores, CrossValidation, Latency, Metrics, Scores, SliceScores
-from ..params import DataParams, EvaluateParams, Params, flatten, load
+from ..params import AUTO, DataParams, Params, flatten, load
 
 
-def positive_class(classes: list[str], data: DataParams) -> str:
-    """The class the binary curves are drawn for."""
+def positive_class(y_true: pd.Series, classes: list[str], data: DataParams) -> str:
+    """The class the binary curves are drawn for: data.positive_class, else the rarest class in
+    the test set (the one a classifier is usually there to find; of a tie, the last by name)."""
     if data.positive_class is None:
-        return classes[-1]
+        counts = y_true.value_counts().reindex(classes, fill_value=0)
+        return str(counts.iloc[::-1].idxmin())
     if data.positive_class not in classes:
         raise cli.UserError(
             f"data.positive_class {data.positive_class!r} is not a class: {classes}"
         )
     return data.positive_class
+
+
+def slice_column(frame: pd.DataFrame, params: Params) -> str | None:
+    """The column the test set is sliced by: evaluate.slice.column, else (auto) the categorical
+    feature with the fewest values, the coarsest subgroups; none without categorical features."""
+    column = params.evaluate.slice.column
+    if column != AUTO:
+        return column
+    _, categorical = feature_columns(list(frame.columns), params.data)
+    return min(categorical, key=lambda c: frame[c].nunique(dropna=False), default=None)
 
 
 def scores(y_true: pd.Series, proba: np.ndarray, classes: list[str]) -> Scores:
@@ -81,14 +93,14 @@ def slice_labels(column: pd.Series, bins: int) -> pd.Series:
 
 
 def slices(
-    frame: pd.DataFrame, y_true: pd.Series, y_pred: np.ndarray, params: EvaluateParams
+    frame: pd.DataFrame, y_true: pd.Series, y_pred: np.ndarray, column: str | None, bins: int
 ) -> dict[str, SliceScores]:
     """Rows, accuracy and macro F1 of each slice of the test set."""
-    if params.slice.column is None:
+    if column is None:
         return {}
-    if params.slice.column not in frame:
-        raise cli.UserError(f"evaluate.slice.column {params.slice.column!r} is not a column")
-    labels = slice_labels(frame[params.slice.column], params.slice.bins)
+    if column not in frame:
+        raise cli.UserError(f"evaluate.slice.column {column!r} is not a column")
+    labels = slice_labels(frame[column], bins)
     result = {}
     for label in labels.cat.categories:
         mask = (labels == label).to_numpy()
@@ -191,6 +203,11 @@ def plot(tables: dict[str, pd.DataFrame], confusion: pd.DataFrame, out: Path) ->
     figures.save(fig, out / "importance.png")
 
 
+def auto(setting: str | None, why: str) -> str:
+    """What the card says of a choice params.yaml left to the pipeline."""
+    return f" (chosen: {why})" if setting in (None, AUTO) else ""
+
+
 def model_card(
     metrics: Metrics, cv: CrossValidation, params: Params, data_md5: str, revision: str
 ) -> str:
@@ -208,7 +225,8 @@ def model_card(
         f"- git revision: `{revision}`",
         f"- raw data md5: `{data_md5}`\n",
         "## Data\n",
-        f"- target `{params.data.target}`, classes: {', '.join(metrics.per_class)}",
+        f"- target `{params.data.target}`, classes: {', '.join(metrics.per_class)}; curves of "
+        f"`{metrics.positive_class}`{auto(params.data.positive_class, 'the rarest class')}",
         f"- test rows: {sum(c.support for c in metrics.per_class.values())}, "
         f"split {params.split.test_size:.0%} with seed {params.split.seed}\n",
         "## Metrics on the test set\n",
@@ -224,7 +242,8 @@ def model_card(
     ]
     if metrics.slices:
         lines += [
-            f"## Slices of `{params.evaluate.slice.column}`\n",
+            f"## Slices of `{metrics.slice_column}`"
+            f"{auto(params.evaluate.slice.column, 'the categorical feature with fewest values')}\n",
             render.table(
                 ["slice", "rows", "accuracy", "f1"],
                 [(k, s.rows, s.accuracy, s.f1) for k, s in metrics.slices.items()],
@@ -261,7 +280,7 @@ def evaluate(
     classes = [str(c) for c in model.classes_]
     proba = model.predict_proba(x)
     y_pred = np.asarray(classes)[proba.argmax(axis=1)]
-    positive = positive_class(classes, params.data)
+    positive, column = positive_class(y, classes, params.data), slice_column(test, params)
     tables = curves(y, proba, classes, positive, params.evaluate.calibration_bins)
     tables["importance"] = importance(
         model, x, y, params.evaluate.permutation_repeats, params.train.seed
@@ -270,8 +289,10 @@ def evaluate(
         **scores(y, proba, classes).scores(),
         baseline=scores(y, baseline.predict_proba(x), classes),
         per_class=per_class(y, y_pred, classes),
-        slices=slices(test, y, y_pred, params.evaluate),
+        slices=slices(test, y, y_pred, column, params.evaluate.slice.bins),
         uninformative=uninformative(tables["importance"], params.evaluate.uninformative_sigmas),
+        positive_class=positive,
+        slice_column=column,
     )
     confusion = pd.DataFrame({"actual": y.to_numpy(), "predicted": y_pred})
     return metrics, tables, confusion

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from .. import cli, figures, render
-from ..data import feature_columns, read_table
+from ..data import check_usable, feature_columns, read_table
 from ..params import DataParams, ProfileParams, load
 
 
@@ -120,6 +120,7 @@ def main(argv: list[str]) -> None:
     args = cli.paths(argv, __doc__, "raw", "out")
     params = load()
     frame = read_table(args.raw, params.data)
+    check_usable(frame, params.data)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "profile.md").write_text(markdown(frame, params.data, params.profile))
     plot(frame, params.data, params.profile, args.out)

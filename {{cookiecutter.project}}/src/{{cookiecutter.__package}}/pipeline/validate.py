@@ -8,12 +8,17 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
-from .. import cli
+from .. import cli, roles
 from ..data import feature_columns, read_table, write_table
 from ..metrics import DataSummary
-from ..params import DataParams, load
+from ..params import DataParams, Params, ValidateParams, load
 
 MAX_PROBLEMS = 5
+# Rows the leak check looks at; the most groups it cuts a number into; the fewest rows a group
+# (a tree's leaf, or a category's value) has before it says anything of the target.
+LEAK_SAMPLE = 50_000
+LEAK_GROUPS = 20
+LEAK_MIN_GROUP = 5
 
 
 def _round(value: float, toward: float) -> float:
@@ -93,8 +98,35 @@ def check_roles(schema: pa.DataFrameSchema, data: DataParams) -> None:
             )
 
 
-def check_learnable(frame: pd.DataFrame, data: DataParams) -> None:
-    """Rows, two classes or more, and no feature that simply restates the target."""
+def leak_score(feature: pd.Series, target: pd.Series) -> float:
+    """How well a feature alone predicts the target: the balanced accuracy of naming, in each of
+    its groups, the class most over-represented there; 1.0 for an exact leak. A number's groups
+    are the leaves of a small tree on it alone (cuts where the classes change, not where
+    quantiles fall); a category's are its values, rare ones pooled (one row per value would
+    'predict' anything)."""
+    if pd.api.types.is_numeric_dtype(feature):
+        from sklearn.tree import DecisionTreeClassifier  # only here: validate starts fast
+
+        tree = DecisionTreeClassifier(
+            max_leaf_nodes=LEAK_GROUPS,
+            min_samples_leaf=max(LEAK_MIN_GROUP, len(feature) // 100),
+            class_weight="balanced",
+            random_state=0,
+        )
+        leaves = tree.fit(feature.to_frame(), target).apply(feature.to_frame())
+        groups = pd.Series(leaves, index=feature.index)
+    else:
+        groups = feature.astype(str)  # missing values are a group of their own ("nan")
+        sizes = groups.map(groups.value_counts())
+        groups = groups.where(sizes >= max(LEAK_MIN_GROUP, len(groups) // 100), "(rare)")
+    counts = pd.crosstab(groups, target)
+    predicted = (counts / counts.sum()).idxmax(axis=1)
+    recalls = [counts.loc[predicted == c, c].sum() / counts[c].sum() for c in counts.columns]
+    return float(sum(recalls) / len(recalls))
+
+
+def check_learnable(frame: pd.DataFrame, data: DataParams, rules: ValidateParams) -> None:
+    """Rows, two classes or more, and no feature that predicts the target (almost) on its own."""
     if frame.empty:
         raise cli.UserError("the table has no rows")
     target = frame[data.target]
@@ -104,25 +136,30 @@ def check_learnable(frame: pd.DataFrame, data: DataParams) -> None:
             "a classifier needs two or more"
         )
     numeric, categorical = feature_columns(list(frame.columns), data)
+    # A sample is enough to see a leak, and keeps this check flat as the table grows.
+    sample = frame.sample(min(len(frame), LEAK_SAMPLE), random_state=0)
     for column in numeric + categorical:
-        values = frame[column]
-        if values.nunique(dropna=False) > target.nunique():
+        if column in rules.accept_leaks:
             continue
-        if frame.groupby(values, dropna=False)[data.target].nunique().max() == 1:
+        score = leak_score(sample[column], sample[data.target])
+        if score >= rules.leak_score:
             raise cli.UserError(
-                f"column {column!r} determines the target exactly (a label leak): "
-                "remove it, or list it under data.drop in params.yaml"
+                f"column {column!r} predicts the target almost alone (balanced accuracy "
+                f"{score:.3f} >= validate.leak_score): a label leak? list it under data.drop, "
+                "or, if it is a genuine feature, under validate.accept_leaks in params.yaml"
             )
 
 
-def check(frame: pd.DataFrame, schema: pa.DataFrameSchema, data: DataParams) -> pd.DataFrame:
+def check(
+    frame: pd.DataFrame, schema: pa.DataFrameSchema, data: DataParams, rules: ValidateParams
+) -> pd.DataFrame:
     """The validated, coerced table; a violation is a UserError naming column and rule."""
     check_roles(schema, data)
     try:
         validated = schema.validate(frame, lazy=True)
     except SchemaErrors as errors:
         raise cli.UserError(f"data fails its schema: {describe(errors.failure_cases)}") from None
-    check_learnable(validated, data)
+    check_learnable(validated, data, rules)
     return validated
 
 
@@ -144,6 +181,23 @@ def load_schema(path: Path) -> pa.DataFrameSchema:
     return pa.DataFrameSchema.from_yaml(path)
 
 
+def make_schema(raw: Path, out: Path, params: Params, path: Path = Path("params.yaml")) -> None:
+    """Decide each column's role from the table, then write the schema and params.yaml's data."""
+    decisions = roles.decide_all(read_table(raw), params.data)
+    data = params.data.model_copy(
+        update={
+            "categorical": [d.column for d in decisions if d.role == "categorical"],
+            "drop": [d.column for d in decisions if d.role == "drop"],
+        }
+    )
+    # Read again as the pipeline will: categorical columns as the text of the file.
+    schema = infer(read_table(raw, data), data, params.validate_.range_margin)
+    out.write_text(schema.to_yaml())
+    roles.write_data_params(path, data)
+    print(roles.table(decisions))
+    print(f"\nwrote {out} and data.categorical/drop in {path}: review them, then commit them")
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="validate", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -158,13 +212,12 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
 
     params = load()
-    frame = read_table(args.raw, params.data)
     if args.command == "infer":
-        args.schema.write_text(infer(frame, params.data, params.validate_.range_margin).to_yaml())
-        print(f"wrote {args.schema}: review it, then commit it")
+        make_schema(args.raw, args.schema, params)
         return
+    frame = read_table(args.raw, params.data)
     schema = load_schema(args.schema)
-    validated = check(frame, schema, params.data)
+    validated = check(frame, schema, params.data, params.validate_)
     write_table(validated, args.validated)
     args.report.parent.mkdir(parents=True, exist_ok=True)
     report = summary(validated, schema, params.data).model_dump()
