@@ -11,12 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import Served
 from tumor_classifier import contract
 from tumor_classifier.cli import UserError
 from tumor_classifier.params import Params, load
 from tumor_classifier.pipeline import evaluate, export, split, train, validate
 from tumor_classifier.serving.predict import Predictor
+
+from conftest import Served
 
 TINY = float(np.finfo(np.float32).tiny)  # the smallest normal 32-bit float
 EXTREMES = [contract.LARGEST, -contract.LARGEST, 1e30, -1e30, TINY, -TINY, 1e-45, 0.0]

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, Served, edit
 from tumor_classifier.cli import UserError
 from tumor_classifier.ops import manifests, slo
 from tumor_classifier.ops.overlays import OVERLAYS
 from tumor_classifier.params import load
+
+from conftest import ROOT, Served, edit
 
 NAME = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["name"]
 STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
