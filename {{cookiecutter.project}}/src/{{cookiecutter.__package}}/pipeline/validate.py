@@ -9,7 +9,7 @@ import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
 from .. import cli
-from ..data import feature_columns, read_table, write_table
+from ..data import feature_columns, read_table, task_of, write_table
 from ..metrics import DataSummary
 from ..params import DataParams, load
 
@@ -31,6 +31,8 @@ def infer(frame: pd.DataFrame, data: DataParams, margin: float) -> pa.DataFrameS
         nullable = bool(series.isna().any())
         if name in data.drop:
             columns[name] = pa.Column(nullable=True)
+        elif name == data.target and task_of(series, data) == "regression":
+            columns[name] = pa.Column(float, nullable=False)
         elif name == data.target:
             labels = sorted(series.dropna().astype(str).unique())
             columns[name] = pa.Column(str, pa.Check.isin(labels), nullable=False)
@@ -126,15 +128,20 @@ def check(frame: pd.DataFrame, schema: pa.DataFrameSchema, data: DataParams) -> 
     return validated
 
 
-def summary(frame: pd.DataFrame, schema: pa.DataFrameSchema, data: DataParams) -> DataSummary:
-    """What the PR report shows of the validated data."""
+def summary(
+    frame: pd.DataFrame, schema: pa.DataFrameSchema, data: DataParams, unlabelled: int = 0
+) -> DataSummary:
+    """What the PR report shows of the validated data (a regression has no classes to count)."""
     missing = frame.isna().sum()
+    target = frame[data.target]
+    counts = {} if task_of(target, data) == "regression" else target.value_counts()
     return DataSummary(
         rows=len(frame),
         columns=frame.shape[1],
         checks=sum(len(c.checks) + 2 for c in schema.columns.values()),
         missing={str(name): int(n) for name, n in missing.items() if n},
-        classes={str(k): int(v) for k, v in frame[data.target].value_counts().items()},
+        classes={str(k): int(v) for k, v in counts.items()},
+        unlabelled=unlabelled,
     )
 
 
@@ -164,10 +171,16 @@ def main(argv: list[str]) -> None:
         print(f"wrote {args.schema}: review it, then commit it")
         return
     schema = load_schema(args.schema)
+    # A row without a target teaches nothing: dropped, and counted in the report.
+    unlabelled = frame[params.data.target].isna() if params.data.target in frame else None
+    if unlabelled is not None and unlabelled.any():
+        frame = frame[~unlabelled].reset_index(drop=True)
+        print(f"validate: dropped {int(unlabelled.sum())} rows without a {params.data.target}")
     validated = check(frame, schema, params.data)
     write_table(validated, args.validated)
     args.report.parent.mkdir(parents=True, exist_ok=True)
-    report = summary(validated, schema, params.data).model_dump()
+    dropped = 0 if unlabelled is None else int(unlabelled.sum())
+    report = summary(validated, schema, params.data, dropped).model_dump()
     args.report.write_text(json.dumps(report, indent=2) + "\n")
 
 

@@ -1,4 +1,5 @@
-"""Predictions for requests and for batch files: one code path, ONNX Runtime when exported."""
+"""Predictions for requests and for batch files: one code path, ONNX Runtime when exported; class
+probabilities from a classifier, a number from a regressor."""
 
 import argparse
 from collections.abc import Mapping, Sequence
@@ -19,14 +20,17 @@ CHUNK_ROWS = 100_000  # rows `make predict` holds at a time: its memory does not
 
 
 class Predictor:
-    """Class probabilities from column-wise inputs, by ONNX Runtime or by scikit-learn."""
+    """Class probabilities (or a regression's predictions) from column-wise inputs, by ONNX
+    Runtime or by scikit-learn."""
 
     def __init__(self, features: list[Feature], model_path: Path, onnx_path: Path | None) -> None:
         self.features = features
         if not model_path.exists():
             raise cli.UserError(f"{model_path}: no model there; run `make train` first")
         self.model = joblib.load(model_path)
-        self.classes = [str(c) for c in self.model.classes_]
+        # A regressor has no classes: it answers one number per record (`values`).
+        self.regression = not hasattr(self.model, "classes_")
+        self.classes = [] if self.regression else [str(c) for c in self.model.classes_]
         self.session = None
         trained_on = [str(c) for c in self.model.feature_names_in_]
         if trained_on != [f.name for f in features]:
@@ -53,11 +57,25 @@ class Predictor:
     def proba(self, columns: Columns) -> np.ndarray:
         """Probabilities, one row per record and one column per class (in `classes` order)."""
         if self.session is None:
-            numeric = [f.name for f in self.features if f.numeric]
-            categorical = [f.name for f in self.features if not f.numeric]
-            frame = pd.DataFrame({f.name: columns[f.name] for f in self.features})
-            return np.asarray(self.model.predict_proba(model_input(frame, numeric, categorical)))
-        feeds = {
+            return np.asarray(self.model.predict_proba(self.frame(columns)))
+        return np.asarray(self.session.run(["probabilities"], self.feeds(columns))[0], np.float64)
+
+    def values(self, columns: Columns) -> np.ndarray:
+        """A regressor's prediction of each record."""
+        if self.session is None:
+            return np.asarray(self.model.predict(self.frame(columns)), dtype=np.float64)
+        return np.asarray(self.session.run(["variable"], self.feeds(columns))[0], np.float64).ravel()
+
+    def frame(self, columns: Columns) -> pd.DataFrame:
+        """scikit-learn's input: the model_input of the columns."""
+        numeric = [f.name for f in self.features if f.numeric]
+        categorical = [f.name for f in self.features if not f.numeric]
+        frame = pd.DataFrame({f.name: columns[f.name] for f in self.features})
+        return model_input(frame, numeric, categorical)
+
+    def feeds(self, columns: Columns) -> dict[str, np.ndarray]:
+        """ONNX Runtime's input: one column per input, float32 numbers and text."""
+        return {
             name: (
                 np.asarray(columns[f.name], dtype=np.float32)
                 if f.numeric
@@ -65,7 +83,6 @@ class Predictor:
             ).reshape(-1, 1)
             for name, f in zip(self.inputs, self.features, strict=True)
         }
-        return np.asarray(self.session.run(["probabilities"], feeds)[0], dtype=np.float64)
 
     def labels(self, proba: np.ndarray) -> list[str]:
         return [self.classes[i] for i in proba.argmax(axis=1)]
@@ -74,20 +91,26 @@ class Predictor:
 def predict_frame(
     predictor: Predictor, frame: pd.DataFrame, ranges: contract.Ranges | None = None
 ) -> pd.DataFrame:
-    """The input rows with the predicted class and each class's probability; with ranges, the
-    features of each row outside their training range, comma-separated."""
+    """The input rows with the predicted class and each class's probability (a regression: the
+    predicted number); with ranges, the features of each row outside their training range,
+    comma-separated."""
     columns = {f.name: frame[f.name].to_numpy() for f in predictor.features}
-    proba = predictor.proba(columns)
+    if predictor.regression:
+        values = predictor.values(columns)
+        proba = values.reshape(-1, 1)
+    else:
+        proba = predictor.proba(columns)
     unanswered = np.flatnonzero(~np.isfinite(proba).all(axis=1))
     if len(unanswered):
         rows = ", ".join(str(int(frame.index[i]) + 1) for i in unanswered[: contract.SHOWN_ROWS])
         raise cli.UserError(
-            f"the model gives no finite probability for rows {rows}"
+            f"the model gives no finite {'prediction' if predictor.regression else 'probability'} "
+            f"for rows {rows}"
             f"{' and more' if len(unanswered) > contract.SHOWN_ROWS else ''}: "
             "their values are too far from the training data"
         )
     out = frame.copy()
-    out["prediction"] = predictor.labels(proba)
+    out["prediction"] = values if predictor.regression else predictor.labels(proba)
     for i, name in enumerate(predictor.classes):
         out[f"probability_{name}"] = proba[:, i]
     if ranges is not None:

@@ -1,4 +1,5 @@
-"""The model as an HTTP service: a strict contract from the training schema, ONNX when exported."""
+"""The model as an HTTP service: a strict contract from the training schema, ONNX when exported;
+a class with its probabilities, or a regression's number."""
 
 import gc
 import json
@@ -28,6 +29,7 @@ FOLDER = Path(MODEL.stored.path)
 SETTINGS: dict[str, Any] = json.loads((FOLDER / "serve.json").read_text())
 FEATURES = contract.load_text((FOLDER / "contract.json").read_text())
 REFUSE = SETTINGS["out_of_range"] == "refuse"
+REGRESSION = SETTINGS.get("task") == "regression"  # older models stored no task: classifiers
 Record = contract.record_model(FEATURES, SETTINGS["accept_unseen_categories"], REFUSE)
 Records = Annotated[list[Record], Field(min_length=1, max_length=SETTINGS["max_records"])]  # type: ignore[valid-type]
 TIMEOUT = 10  # seconds for a whole request; the guards' read_timeout is shorter
@@ -59,9 +61,16 @@ DRIFT = bentoml.metrics.Gauge(
 )
 PREDICTION_DRIFT = bentoml.metrics.Gauge(
     name="model_prediction_drift",
-    documentation="Population stability index of the predicted classes over the recent requests",
+    documentation="Population stability index of the predictions (classes, or a regression's "
+    "numbers in the training deciles) over the recent requests",
     multiprocess_mode="max",
 )
+# A regression's answers, in buckets at the deciles of its answers on the training data.
+VALUE = bentoml.metrics.Histogram(
+    name="model_prediction_value",
+    documentation="A regression's predicted value",
+    buckets=json.loads((FOLDER / "reference.json").read_text())["prediction"]["edges"],
+) if REGRESSION else None
 
 
 # A share of the requests, one JSON object per record on stdout: what `make current` collects from
@@ -85,19 +94,35 @@ class Request(bentoml.IODescriptor):  # type: ignore[misc]
         return contract.validate_json(cls, await request.body(), FEATURES)
 
 
+FLAGGED = (
+    "The record's features outside their training range, answered all the same "
+    "(serve.out_of_range: flag); with refuse, such a record gets a 400 instead"
+)
+
+
 class Prediction(BaseModel):
     label: str
     probabilities: dict[str, float]
-    out_of_range: list[str] = Field(
-        default=[],
-        description="The record's features outside their training range, answered all the same "
-        "(serve.out_of_range: flag); with refuse, such a record gets a 400 instead",
-    )
+    out_of_range: list[str] = Field(default=[], description=FLAGGED)
 
 
 class Predictions(BaseModel):
     model_version: str
     predictions: list[Prediction]
+
+
+class Estimate(BaseModel):
+    prediction: float
+    out_of_range: list[str] = Field(default=[], description=FLAGGED)
+
+
+class Estimates(BaseModel):
+    model_version: str
+    predictions: list[Estimate]
+
+
+# The answer, and so the OpenAPI document, follows the model: classes or numbers.
+Answer = Estimates if REGRESSION else Predictions
 
 
 @bentoml.service(
@@ -135,9 +160,12 @@ class Classifier:
         gc.freeze()
 
     @bentoml.api(input_spec=Request)
-    async def predict(self, records: Records) -> Predictions:
-        """Predict the class of each record, with every class's probability."""
+    async def predict(self, records: Records) -> Answer:  # type: ignore[valid-type]
+        """Predict the class of each record, with every class's probability (a regression: the
+        predicted number)."""
         columns = {f.name: [getattr(r, f.name) for r in records] for f in FEATURES}
+        if REGRESSION:
+            return self.estimate(records, columns)
         proba = self.predictor.proba(columns)
         finite = np.isfinite(proba).all(axis=1)
         if not finite.all():
@@ -153,8 +181,22 @@ class Classifier:
             predictions.append(
                 Prediction(label=label, probabilities=probabilities, out_of_range=outside)
             )
-        self.monitor(records, columns, predictions)
+        self.monitor(records, columns, labels, predictions)
         return Predictions(model_version=self.version, predictions=predictions)
+
+    def estimate(self, records: list[Any], columns: dict[str, list[Any]]) -> Estimates:
+        """A regression's answer: one number per record, observed by the value histogram."""
+        values = self.predictor.values(columns)
+        finite = np.isfinite(values)
+        if not finite.all():
+            raise no_answer(np.flatnonzero(~finite).tolist())
+        flagged = [[]] * len(records) if REFUSE else self.flag(columns, len(records))
+        estimates = []
+        for value, outside in zip(values.tolist(), flagged, strict=True):
+            VALUE.observe(value)  # type: ignore[union-attr]
+            estimates.append(Estimate(prediction=value, out_of_range=outside))
+        self.monitor(records, columns, values.tolist(), estimates)
+        return Estimates(model_version=self.version, predictions=estimates)
 
     def flag(self, columns: dict[str, list[Any]], rows: int) -> list[list[str]]:
         """Each record's features outside their range, counted by feature."""
@@ -165,10 +207,13 @@ class Classifier:
         return self.ranges.flagged(outside)
 
     def monitor(
-        self, records: list[Any], columns: dict[str, list[Any]], predictions: list[Prediction]
+        self,
+        records: list[Any],
+        columns: dict[str, list[Any]],
+        labels: list[Any],
+        predictions: list[Prediction] | list[Estimate],
     ) -> None:
         """Feed the drift gauges; log a share of the requests."""
-        labels = [p.label for p in predictions]
         self.drift.observe(columns, labels)
         self.requests += 1
         if self.requests % DRIFT_EVERY == 0:
@@ -179,9 +224,11 @@ class Classifier:
                 PREDICTION_DRIFT.set(indices["prediction"])
         if random.random() < SETTINGS["log_sample"]:
             now = datetime.now(UTC).isoformat(timespec="milliseconds")
-            for record, prediction in zip(records, predictions, strict=True):
-                probabilities = {f"probability_{c}": p for c, p in prediction.probabilities.items()}
-                line = {**record.model_dump(), "prediction": prediction.label, **probabilities}
+            for record, label, prediction in zip(records, labels, predictions, strict=True):
+                probabilities = {
+                    f"probability_{c}": p for c, p in getattr(prediction, "probabilities", {}).items()
+                }
+                line = {**record.model_dump(), "prediction": label, **probabilities}
                 REQUESTS.info(json.dumps(line | {"model_version": self.version, "time": now}))
 
 
