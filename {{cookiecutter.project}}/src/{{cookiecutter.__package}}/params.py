@@ -115,6 +115,7 @@ class GateParams(TaskGateParams):
 class ExportParams(Section):
     onnx: bool
     tolerance: float = Field(gt=0)
+    regression_tolerance: float = Field(gt=0)
 
 
 class SloParams(Section):

@@ -25,7 +25,9 @@ def convert(model: Pipeline, columns: list[str], numeric: list[str]) -> bytes:
         (c, FloatTensorType([None, 1]) if c in numeric else StringTensorType([None, 1]))
         for c in columns
     ]
-    onnx = to_onnx(model, initial_types=inputs, options={"zipmap": False})
+    # A classifier's probabilities as one array, not a list of maps; a regressor has no such option.
+    options = {} if is_regressor(model) else {"zipmap": False}
+    onnx = to_onnx(model, initial_types=inputs, options=options)
     return bytes(onnx.SerializeToString())
 
 
@@ -65,7 +67,7 @@ def export(
         return None, {"exported": False, "reason": f"{type(error).__name__}: {str(error)[:300]}"}
     report = parity(model, onnx, x, numeric)
     if is_regressor(model):
-        agrees = report["max_prediction_difference"] <= params.tolerance
+        agrees = report["max_prediction_difference"] <= params.regression_tolerance
     else:
         agrees = report["same_labels"] and report["max_probability_difference"] <= params.tolerance
     if not agrees:
