@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from .. import cli
-from ..metrics import CrossValidation, DataSummary, Metrics
+from ..metrics import CrossValidation, DataSummary, Metrics, RegressionMetrics
 from ..params import GateParams
 from ..pipeline import gate
 
@@ -103,7 +103,7 @@ class Verdict:
     note: str = ""
 
 
-def judge(metrics: Metrics | str, params: GateParams | str) -> Verdict:
+def judge(metrics: Metrics | RegressionMetrics | str, params: GateParams | str) -> Verdict:
     """The project's own gate applied to one side's metrics with that side's gate params; a
     string in place of either says why there are none."""
     if isinstance(metrics, str):
@@ -134,7 +134,7 @@ class Side:
     """One revision's reports, params and artifact hashes."""
 
     label: str
-    metrics: Metrics | None
+    metrics: Metrics | RegressionMetrics | None
     train: CrossValidation | None
     validation: DataSummary | None
     params: Json | None
@@ -204,7 +204,9 @@ def load(
         first = error.errors()[0]
         key = ".".join(str(part) for part in first["loc"])
         verdict_gate = f"{PARAMS}: gate.{key}: {first['msg']}"
-    metrics = typed(Metrics, parse(METRICS))
+    found = parse(METRICS)
+    regression = isinstance(found, dict) and found.get("task") == "regression"
+    metrics = typed(RegressionMetrics if regression else Metrics, found)
     train, validation = typed(CrossValidation, parse(TRAIN)), typed(DataSummary, parse(VALIDATION))
     if isinstance(metrics, str) and metrics != "absent":
         metrics = f"{METRICS} is of another format ({metrics})"
