@@ -35,7 +35,7 @@ def statistics(rows: pd.DataFrame, numeric: list[str], params: ReferenceParams) 
     stats: dict[str, Any] = {}
     for column in rows.columns:
         values = rows[column]
-        if column in numeric:
+        if column in numeric or pd.api.types.is_float_dtype(values):  # a regression's prediction
             known = values.dropna()
             edges = np.unique(np.quantile(known, np.linspace(0, 1, params.bins + 1)[1:-1]))
             counts = np.bincount(
@@ -55,8 +55,6 @@ def main(argv: list[str]) -> None:
     frame = read_table(args.train)
     rows = sample(frame, joblib.load(args.model), params.data, params.reference, params.train.seed)
     numeric, _ = feature_columns(list(frame.columns), params.data)
-    if pd.api.types.is_float_dtype(rows["prediction"]):
-        numeric.append("prediction")
     write_table(rows, args.out / "sample.parquet")
     stats = statistics(rows, numeric, params.reference)
     (args.out / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")

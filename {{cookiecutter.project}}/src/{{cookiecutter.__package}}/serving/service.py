@@ -123,6 +123,7 @@ class Estimates(BaseModel):
 
 # The answer, and so the OpenAPI document, follows the model: classes or numbers.
 Answer = Estimates if REGRESSION else Predictions
+REGRESSED = "A predicted number for records that meet the training schema."
 
 
 @bentoml.service(
@@ -257,7 +258,7 @@ SERVICE.mount_asgi_app(
         NAME,
         lambda: docs.openapi(
             SERVICE.openapi_spec.asdict(),
-            (SERVICE.inner.__doc__ or "").strip(),
+            REGRESSED if REGRESSION else (SERVICE.inner.__doc__ or "").strip(),
             SETTINGS["model_version"],
             docs.refusals(SETTINGS["max_body_bytes"], SETTINGS["read_timeout"]),
         ),
