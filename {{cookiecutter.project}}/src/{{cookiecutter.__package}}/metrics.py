@@ -99,7 +99,7 @@ class RegressionMetrics(RegressionScores):
     slices: dict[str, RegressionSliceScores]
 
 
-# Scores where less is better: a gate holds them under a ceiling, and a slice's worst is its highest.
+# Scores where less is better: a gate holds them under a ceiling; a slice's worst is its highest.
 LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
 REGRESSION_SLICE_SCORES = ("rmse", "mae", "r2")
 

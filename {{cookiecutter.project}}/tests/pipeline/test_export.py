@@ -78,7 +78,8 @@ def test_a_regression_exports_within_its_tolerance_and_not_beyond(
     train_rows, test_rows = split.split(diabetes, p.data.target, p.split, "regression")
     model = train.fit(train_rows, p.data, p.train).model
     onnx, report = export.export(model, test_rows, p.data, p.export)
-    assert onnx is not None and report["exported"]
+    assert onnx is not None
+    assert report["exported"]
     assert 0 < report["max_prediction_difference"] <= p.export.regression_tolerance
     # float32 inside ONNX Runtime: a tolerance tighter than its rounding refuses the export.
     tight = p.export.model_copy(update={"regression_tolerance": 1e-9})

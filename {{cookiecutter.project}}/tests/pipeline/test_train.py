@@ -150,5 +150,5 @@ def test_a_regression_without_its_block_is_one_line(
     diabetes: pd.DataFrame, diabetes_params: Params
 ) -> None:
     classification_only = diabetes_params.train.model_copy(update={"regression": None})
-    with pytest.raises(UserError, match="add train.regression to params.yaml"):
+    with pytest.raises(UserError, match=r"add train\.regression to params\.yaml"):
         train.fit(diabetes, diabetes_params.data, classification_only)

@@ -174,7 +174,9 @@ def test_a_regression_predicts_a_number_by_either_backend(regressing: Served) ->
     model = regressing.folder / "model.joblib"
     fast = predict.Predictor(features, model, regressing.folder / "onnx/model.onnx")
     exact = predict.Predictor(features, model, None)
-    assert fast.regression and exact.regression and fast.classes == []
+    assert fast.regression
+    assert exact.regression
+    assert fast.classes == []
     rows = regressing.test.drop(columns="progression")
     onnx, sklearn = predict.predict_frame(fast, rows), predict.predict_frame(exact, rows)
     assert list(onnx.columns) == [*rows.columns, "prediction"]  # no probabilities

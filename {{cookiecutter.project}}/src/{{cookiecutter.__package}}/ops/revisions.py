@@ -206,7 +206,9 @@ def load(
         verdict_gate = f"{PARAMS}: gate.{key}: {first['msg']}"
     found = parse(METRICS)
     regression = isinstance(found, dict) and found.get("task") == "regression"
-    metrics = typed(RegressionMetrics if regression else Metrics, found)
+    metrics: Metrics | RegressionMetrics | str = (
+        typed(RegressionMetrics, found) if regression else typed(Metrics, found)
+    )
     train, validation = typed(CrossValidation, parse(TRAIN)), typed(DataSummary, parse(VALIDATION))
     if isinstance(metrics, str) and metrics != "absent":
         metrics = f"{METRICS} is of another format ({metrics})"

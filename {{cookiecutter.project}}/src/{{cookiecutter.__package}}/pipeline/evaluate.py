@@ -9,8 +9,8 @@ import joblib
 import mlflow
 import numpy as np
 import pandas as pd
-from sklearn.calibration import calibration_curve
 from sklearn.base import is_regressor
+from sklearn.calibration import calibration_curve
 from sklearn.inspection import permutation_importance
 from sklearn.metrics import (
     accuracy_score,
@@ -136,7 +136,12 @@ def curves(
 
 
 def importance(
-    model: Pipeline, x: pd.DataFrame, y: pd.Series, repeats: int, seed: int, scoring: str = "f1_macro"
+    model: Pipeline,
+    x: pd.DataFrame,
+    y: pd.Series,
+    repeats: int,
+    seed: int,
+    scoring: str = "f1_macro",
 ) -> pd.DataFrame:
     """Permutation importance of each input column on the test set (drop in macro F1, or in R²)."""
     result = permutation_importance(

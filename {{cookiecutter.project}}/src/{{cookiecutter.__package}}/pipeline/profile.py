@@ -36,11 +36,11 @@ def markdown(frame: pd.DataFrame, data: DataParams, params: ProfileParams) -> st
     ]
     if task_of(frame[data.target], data) == "regression":
         target = pd.to_numeric(frame[data.target]).describe()
+        stats = [target[k] for k in ("mean", "std", "min", "50%", "max")]
         parts += [
             "## Target (a regression)\n",
             render.table(
-                ["rows", "mean", "std", "min", "median", "max"],
-                [[int(target["count"]), *(target[k] for k in ("mean", "std", "min", "50%", "max"))]],
+                ["rows", "mean", "std", "min", "median", "max"], [[int(target["count"]), *stats]]
             ),
             "![target distribution](class_balance.png)\n",
         ]

@@ -29,7 +29,8 @@ def sample(
 def statistics(rows: pd.DataFrame, numeric: list[str], params: ReferenceParams) -> dict[str, Any]:
     """Per feature (and for the prediction), the bins and their shares the online gauges compare to.
 
-    Numbers (a regression's prediction too): inner edges of quantile bins (a missing value is a bin of its own, the last);
+    Numbers (a regression's prediction too): inner edges of quantile bins (a missing value is a
+    bin of its own, the last);
     categories and the prediction: each value's share, "" (missing) included.
     """
     stats: dict[str, Any] = {}

@@ -64,7 +64,8 @@ class Predictor:
         """A regressor's prediction of each record."""
         if self.session is None:
             return np.asarray(self.model.predict(self.frame(columns)), dtype=np.float64)
-        return np.asarray(self.session.run(["variable"], self.feeds(columns))[0], np.float64).ravel()
+        (values,) = self.session.run(["variable"], self.feeds(columns))
+        return np.asarray(values, dtype=np.float64).ravel()
 
     def frame(self, columns: Columns) -> pd.DataFrame:
         """scikit-learn's input: the model_input of the columns."""

@@ -66,11 +66,15 @@ PREDICTION_DRIFT = bentoml.metrics.Gauge(
     multiprocess_mode="max",
 )
 # A regression's answers, in buckets at the deciles of its answers on the training data.
-VALUE = bentoml.metrics.Histogram(
-    name="model_prediction_value",
-    documentation="A regression's predicted value",
-    buckets=json.loads((FOLDER / "reference.json").read_text())["prediction"]["edges"],
-) if REGRESSION else None
+VALUE = (
+    bentoml.metrics.Histogram(
+        name="model_prediction_value",
+        documentation="A regression's predicted value",
+        buckets=json.loads((FOLDER / "reference.json").read_text())["prediction"]["edges"],
+    )
+    if REGRESSION
+    else None
+)
 
 
 # A share of the requests, one JSON object per record on stdout: what `make current` collects from
@@ -226,9 +230,8 @@ class Classifier:
         if random.random() < SETTINGS["log_sample"]:
             now = datetime.now(UTC).isoformat(timespec="milliseconds")
             for record, label, prediction in zip(records, labels, predictions, strict=True):
-                probabilities = {
-                    f"probability_{c}": p for c, p in getattr(prediction, "probabilities", {}).items()
-                }
+                shares = getattr(prediction, "probabilities", {})  # a regression has none
+                probabilities = {f"probability_{c}": p for c, p in shares.items()}
                 line = {**record.model_dump(), "prediction": label, **probabilities}
                 REQUESTS.info(json.dumps(line | {"model_version": self.version, "time": now}))
 
