@@ -72,7 +72,9 @@ class TrainParams(Section):
         if task == "classification":
             return self
         if self.regression is None:
-            raise UserError("the target is a regression's: add train.regression to params.yaml")
+            raise UserError(
+                "the target is a quantity (a regression): add train.regression to params.yaml"
+            )
         r = self.regression
         search = self.search.model_copy(update={"scoring": r.scoring, "space": r.space})
         update = {"estimator": r.estimator, "fixed": r.fixed, "baseline": r.baseline}
