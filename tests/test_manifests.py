@@ -40,6 +40,9 @@ EXPORTED_METRICS = {
     "model_info": "gauge",
     "model_rejected_requests_total": "counter",
     "model_feature_drift": "gauge",
+    # A regression's predicted values, and the prediction's index (classes or values) over the window.
+    "model_prediction_value": "histogram",
+    "model_prediction_drift": "gauge",
     # The stream consumer's (components/stream): entries by outcome, the group's lag and pending.
     "stream_records_total": "counter",
     "stream_lag": "gauge",
@@ -55,6 +58,7 @@ ALERTS = {
     "ServiceLatencyAboveSLO",
     "ServiceNoTraffic",
     "ModelFeatureDrift",
+    "ModelPredictionDrift",
 }
 
 # The CRD schemas, from npm at test time. argo-cd 2.7.2 is the newest release compiled from Argo
@@ -715,6 +719,7 @@ def test_alerts_read_exported_metrics_against_the_thresholds_of_params(
         "ServiceErrorRateAboveSLO": params["serve"]["slo"]["error_rate"],
         "ServiceLatencyAboveSLO": params["serve"]["slo"]["p99_ms"] / 1000,
         "ModelFeatureDrift": params["drift"]["psi_alert"],
+        "ModelPredictionDrift": params["drift"]["psi_alert"],
     }
     for env in ENVIRONMENTS:
         (rule,) = [

@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from sklearn.datasets import load_breast_cancer, load_wine
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
 
 from tumor_classifier import params
-from tumor_classifier.data import feature_columns
+from tumor_classifier.data import feature_columns, task_of
 from tumor_classifier.params import DataParams, Params, SliceParams
 from tumor_classifier.pipeline import (
     export,
@@ -86,6 +86,22 @@ def wine_table() -> pd.DataFrame:
     frame = load_wine(as_frame=True).frame
     frame["cultivar"] = frame.pop("target").map({0: "a", 1: "b", 2: "c"})
     return frame
+
+
+def diabetes_table() -> pd.DataFrame:
+    """A regression: a numeric target of 214 distinct values, ten numeric features."""
+    frame = load_diabetes(as_frame=True, scaled=False).frame
+    return frame.rename(columns={"target": "progression"})
+
+
+@pytest.fixture(scope="session")
+def diabetes() -> pd.DataFrame:
+    return diabetes_table()
+
+
+@pytest.fixture(scope="session")
+def diabetes_params(project_params: Params) -> Params:
+    return fast(project_params, DataParams(target="progression"), SliceParams(column="bmi", bins=3))
 
 
 @pytest.fixture(scope="session")
@@ -183,7 +199,8 @@ def build(table: pd.DataFrame, p: Params, folder: Path) -> pd.DataFrame:
     write_params(folder, p)
     schema = validate.infer(table, p.data, p.validate_.range_margin)
     (folder / "schema.yaml").write_text(str(schema.to_yaml()))
-    train_rows, test_rows = split.split(table, p.data.target, p.split)
+    task = task_of(table[p.data.target], p.data)
+    train_rows, test_rows = split.split(table, p.data.target, p.split, task)
     fitted = train.fit(train_rows, p.data, p.train)
     joblib.dump(fitted.model, folder / "model.joblib")
     onnx, _ = export.export(fitted.model, test_rows, p.data, p.export)
@@ -283,3 +300,13 @@ def flagging(
     flagged = store(wine, serving(wine_params, "flag"), tmp_path_factory.mktemp("flagging"))
     with serve(flagged) as url:
         yield Served(url, flagged.folder, flagged.test)
+
+
+@pytest.fixture(scope="session")
+def regressing(
+    diabetes: pd.DataFrame, diabetes_params: Params, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    """A diabetes regressor served as shipped: its answer is a number per record."""
+    stored_ = store(diabetes, serving(diabetes_params, "refuse"), tmp_path_factory.mktemp("regr"))
+    with serve(stored_) as url:
+        yield Served(url, stored_.folder, stored_.test)

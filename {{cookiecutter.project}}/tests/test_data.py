@@ -75,3 +75,22 @@ def test_model_input_makes_numbers_floats_and_missing_categories_empty() -> None
     assert x["x"].dtype == np.float64
     assert x["plan"].tolist() == ["a", "", "", "3"]
     assert data.text([None, float("nan"), "b", 1]).tolist() == ["", "", "b", "1"]
+
+
+@pytest.mark.parametrize(
+    ("values", "declared", "task"),
+    [
+        (["yes", "no"] * 30, "auto", "classification"),  # text
+        (["True", "False"] * 30, "auto", "classification"),  # booleans, as read from a CSV
+        ([0, 1, 2] * 20, "auto", "classification"),  # few distinct numbers
+        ([str(i % 20) for i in range(60)], "auto", "classification"),  # 20: still classes
+        ([i / 3 for i in range(21)] * 2, "auto", "regression"),  # 21 distinct numbers
+        ([str(i * 1.5) for i in range(60)], "auto", "regression"),  # numbers read as text
+        ([None, *(i * 1.5 for i in range(60))], "auto", "regression"),  # missing values aside
+        ([i * 1.5 for i in range(60)], "classification", "classification"),  # declared wins
+        ([0, 1] * 30, "regression", "regression"),
+    ],
+)
+def test_the_task_follows_the_target(values: list[object], declared: str, task: str) -> None:
+    params = DataParams(target="y", task=declared)  # type: ignore[arg-type]
+    assert data.task_of(pd.Series(values), params) == task

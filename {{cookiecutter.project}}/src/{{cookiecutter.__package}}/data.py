@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 
 from .cli import UserError
-from .params import DataParams
+from .params import DataParams, Task
 
 READERS = (".csv", ".parquet", ".jsonl")
+MAX_CLASSES = 20  # data.task auto: a numeric target with more distinct values is a regression
 
 
 def read_table(path: Path, data: DataParams | None = None) -> pd.DataFrame:
@@ -199,3 +200,17 @@ def model_input(frame: pd.DataFrame, numeric: list[str], categorical: list[str])
     for column in categorical:
         out[column] = text(frame[column].to_numpy())
     return out
+
+
+def task_of(target: pd.Series, data: DataParams) -> Task:
+    """data.task, or with `auto` what the target's values say: text, booleans or at most
+    MAX_CLASSES distinct numbers are classes; any more distinct numbers are a quantity."""
+    if data.task != "auto":
+        return data.task
+    known = target.dropna()
+    if pd.api.types.is_bool_dtype(known):
+        return "classification"
+    numbers = pd.to_numeric(known, errors="coerce")
+    if numbers.isna().any() or numbers.nunique() <= MAX_CLASSES:
+        return "classification"
+    return "regression"

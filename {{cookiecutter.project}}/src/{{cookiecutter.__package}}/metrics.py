@@ -1,8 +1,9 @@
 """The pipeline's results as typed records: what train, evaluate and gate write as JSON, and what
 the gate, the PR report and the registry read back."""
 
+import json
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -85,6 +86,51 @@ class Latency(Record):
     relative: float  # model_ms / baseline_ms
 
 
+class RegressionScores(Record):
+    """A regression's scores on the test set, in the target's units (RMSE, MAE) and R²."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    rmse: float
+    mae: float
+    r2: float
+
+    def scores(self) -> dict[str, float]:
+        extra = {k: v for k, v in (self.model_extra or {}).items() if isinstance(v, int | float)}
+        return {name: getattr(self, name) for name in RegressionScores.model_fields} | extra
+
+
+class RegressionSliceScores(Record):
+    rows: int
+    rmse: float
+    mae: float
+    r2: float
+
+
+class RegressionMetrics(RegressionScores):
+    """reports/metrics.json of a regression: the model's scores, the baseline's, per slice."""
+
+    task: Literal["regression"]
+    baseline: RegressionScores
+    slices: dict[str, RegressionSliceScores]
+    uninformative: list[str] = []
+    slice_column: str | None = None  # what evaluate chose, where params.yaml left it to the data
+
+
+# Scores where less is better: a gate holds them under a ceiling; a slice's worst is its highest.
+LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
+REGRESSION_SLICE_SCORES = ("rmse", "mae", "r2")
+
+
+def read_metrics(path: Path) -> Metrics | RegressionMetrics:
+    """reports/metrics.json of either task: a regression's says so."""
+    try:
+        task = json.loads(path.read_text()).get("task")
+    except (FileNotFoundError, json.JSONDecodeError, AttributeError):
+        task = None
+    return (RegressionMetrics if task == "regression" else Metrics).read(path)
+
+
 class Candidate(Record):
     params: dict[str, Any]
     mean: float
@@ -98,7 +144,8 @@ class DataSummary(Record):
     columns: int
     checks: int
     missing: dict[str, int]
-    classes: dict[str, int]
+    classes: dict[str, int]  # rows of each class; none for a regression
+    unlabelled: int = 0  # rows dropped because their target is missing
 
 
 class CrossValidation(Record):

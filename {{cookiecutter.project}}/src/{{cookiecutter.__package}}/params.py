@@ -14,8 +14,12 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+Task = Literal["classification", "regression"]
+
+
 class DataParams(Section):
     target: str
+    task: Literal["auto", "classification", "regression"] = "auto"
     categorical: list[str] = []
     drop: list[str] = []
     positive_class: str | None = None
@@ -47,12 +51,36 @@ class SearchParams(Section):
     space: dict[str, Any]
 
 
+class RegressionTrainParams(Section):
+    """What a regression trains in place of the classification choices beside it."""
+
+    estimator: str
+    fixed: dict[str, Any] = {}
+    baseline: str
+    scoring: str
+    space: dict[str, Any]
+
+
 class TrainParams(Section):
     seed: int
     estimator: str
     fixed: dict[str, Any] = {}
     baseline: str
     search: SearchParams
+    regression: RegressionTrainParams | None = None
+
+    def for_task(self, task: Task) -> "TrainParams":
+        """The choices of this task: the `regression` block replaces its keys for a regression."""
+        if task == "classification":
+            return self
+        if self.regression is None:
+            raise UserError(
+                "the target is a quantity (a regression): add train.regression to params.yaml"
+            )
+        r = self.regression
+        search = self.search.model_copy(update={"scoring": r.scoring, "space": r.space})
+        update = {"estimator": r.estimator, "fixed": r.fixed, "baseline": r.baseline}
+        return self.model_copy(update={**update, "search": search})
 
 
 # A choice left to the pipeline, made from the data (and reported where it is used).
@@ -72,7 +100,7 @@ class EvaluateParams(Section):
     latency_repeats: int = Field(ge=1)
 
 
-class GateParams(Section):
+class TaskGateParams(Section):
     metric: str
     baseline_margin: float
     min: dict[str, float] = {}
@@ -80,15 +108,28 @@ class GateParams(Section):
     slice_metric: str
     slice_floor: float
     slice_min_rows: int = Field(ge=1)
+
+
+class GateParams(TaskGateParams):
+    regression: TaskGateParams | None = None
     # Defaults: the report judges a champion by its own params.yaml, which may predate these.
     fail_uninformative: bool = False
     champion: str = "main"
     max_slowdown: float = Field(default=1.5, ge=1)
 
+    def for_task(self, task: Task) -> TaskGateParams:
+        """The thresholds of this task: the `regression` block holds a regression's own."""
+        if task == "classification":
+            return TaskGateParams(**self.model_dump(include=set(TaskGateParams.model_fields)))
+        if self.regression is None:
+            raise UserError("the model is a regression: add gate.regression to params.yaml")
+        return self.regression
+
 
 class ExportParams(Section):
     onnx: bool
     tolerance: float = Field(gt=0)
+    regression_tolerance: float = Field(gt=0)
 
 
 class SloParams(Section):

@@ -24,6 +24,13 @@ class Trained(NamedTuple):
     params: Params
 
 
+@pytest.fixture(scope="module")
+def diabetes_trained(diabetes: pd.DataFrame, diabetes_params: Params) -> Trained:
+    p = diabetes_params
+    train_rows, test_rows = split.split(diabetes, p.data.target, p.split, "regression")
+    return Trained(train.fit(train_rows, p.data, p.train), test_rows, p)
+
+
 @pytest.fixture
 def wine_trained(wine: pd.DataFrame, wine_params: Params) -> Trained:
     train_rows, test_rows = split.split(wine, wine_params.data.target, wine_params.split)
@@ -174,3 +181,47 @@ def test_the_card_and_metrics_say_what_was_chosen(wine_trained: Trained) -> None
     card = evaluate.model_card(metrics, cv, p, "0" * 32, "abc")
     assert f"curves of `{metrics.positive_class}` (chosen: the rarest class)" in card
     assert "## Slices of `alcohol`\n" in card  # named in params: no "chosen"
+
+
+def test_regression_scores_match_hand_computed_values() -> None:
+    y, predicted = np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, 3.0, 3.0, 2.0])
+    scores = evaluate.regression_scores(y, predicted)
+    assert scores.rmse == pytest.approx(np.sqrt((0 + 1 + 0 + 4) / 4))
+    assert scores.mae == pytest.approx(0.75)
+    assert scores.r2 == pytest.approx(1 - 5 / 5)  # residuals' sum of squares equals the variance's
+
+
+def test_a_regression_is_scored_overall_per_slice_and_against_its_baseline(
+    diabetes_trained: Trained,
+) -> None:
+    fitted, test_rows, p = diabetes_trained
+    metrics, tables = evaluate.evaluate_regression(fitted.model, fitted.baseline, test_rows, p)
+    assert metrics.task == "regression"
+    assert metrics.rmse < metrics.baseline.rmse
+    assert metrics.r2 > metrics.baseline.r2 + 0.2
+    assert abs(metrics.baseline.r2) < 0.05  # the mean of the training rows
+    assert [k.split(" ")[0] for k in metrics.slices] == ["bmi"] * 3
+    assert sum(s.rows for s in metrics.slices.values()) == len(test_rows)
+    assert set(tables) == {"predicted_actual", "residuals", "importance"}
+    both = tables["predicted_actual"]
+    residual = tables["residuals"]["residual"]
+    np.testing.assert_allclose(residual, both["actual"] - both["predicted"])
+    # bmi and s5 carry most of the signal in this dataset.
+    assert set(tables["importance"]["feature"].head(3)) & {"bmi", "s5"}
+
+
+def test_a_regression_card_and_plots(diabetes_trained: Trained, tmp_path: Path) -> None:
+    fitted, test_rows, p = diabetes_trained
+    metrics, tables = evaluate.evaluate_regression(fitted.model, fitted.baseline, test_rows, p)
+    evaluate.plot_regression(tables, tmp_path)
+    assert {f.name for f in tmp_path.iterdir()} == {
+        "predicted_actual.png",
+        "residuals.png",
+        "importance.png",
+    }
+    card = evaluate.regression_card(metrics, fitted.cv, p, "md5", "rev")
+    assert "a quantity" in card
+    assert "| rmse |" in card
+    assert "| slice | rows | rmse | mae | r2 |" in card
+    assert "Per class" not in card
+    assert "roc" not in card

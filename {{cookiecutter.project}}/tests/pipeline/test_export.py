@@ -70,3 +70,21 @@ def test_switched_off(customers: pd.DataFrame, customers_params: Params) -> None
     onnx, report = export.export(None, customers, customers_params.data, off)
     assert onnx is None
     assert report == {"exported": False, "reason": "export.onnx is false"}
+
+
+def test_a_regression_exports_within_its_tolerance_and_not_beyond(
+    diabetes: pd.DataFrame, diabetes_params: Params
+) -> None:
+    p = diabetes_params
+    train_rows, test_rows = split.split(diabetes, p.data.target, p.split, "regression")
+    model = train.fit(train_rows, p.data, p.train).model
+    onnx, report = export.export(model, test_rows, p.data, p.export)
+    assert onnx is not None
+    assert report["exported"]
+    assert 0 < report["max_prediction_difference"] <= p.export.regression_tolerance
+    # float32 inside ONNX Runtime: a tolerance tighter than its rounding refuses the export.
+    tight = p.export.model_copy(update={"regression_tolerance": 1e-9})
+    onnx, report = export.export(model, test_rows, p.data, tight)
+    assert onnx is None
+    assert report["reason"] == "ONNX disagrees with scikit-learn"
+    assert report["max_prediction_difference"] > 1e-9

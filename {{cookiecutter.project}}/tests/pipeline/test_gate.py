@@ -13,7 +13,7 @@ from sklearn.ensemble import RandomForestClassifier
 
 from tumor_classifier.cli import UserError
 from tumor_classifier.data import feature_columns, model_input
-from tumor_classifier.metrics import Latency, Metrics
+from tumor_classifier.metrics import Latency, Metrics, RegressionMetrics
 from tumor_classifier.params import GateParams, Params
 from tumor_classifier.pipeline import evaluate, gate, split, train
 
@@ -218,3 +218,105 @@ def test_a_first_model_has_no_champion_to_be_timed_against(
     assert result.returncode == 0, result.stderr
     checks = json.loads(Path("gate.json").read_text())["checks"]
     assert not [c for c in checks if "champion" in c["check"]]
+
+
+def regression(rmse: float, r2: float, worst_r2: float = 0.3) -> RegressionMetrics:
+    """A regression's metrics against a baseline of RMSE 70 and R² 0."""
+    slices = {
+        "bmi 18..23": {"rows": 30, "rmse": 50.0, "mae": 40.0, "r2": worst_r2},
+        "bmi 23..42": {"rows": 30, "rmse": 45.0, "mae": 35.0, "r2": 0.5},
+        "bmi 42..50": {"rows": 2, "rmse": 90.0, "mae": 90.0, "r2": -3.0},  # too small to gate
+    }
+    return RegressionMetrics.model_validate(
+        {
+            "task": "regression",
+            **{"rmse": rmse, "mae": rmse * 0.8, "r2": r2},
+            "baseline": {"rmse": 70.0, "mae": 60.0, "r2": 0.0},
+            "slices": slices,
+        }
+    )
+
+
+def test_a_regression_is_held_to_the_regression_block(project_params: Params) -> None:
+    result = gate.verdict(regression(rmse=50.0, r2=0.45), project_params.gate)
+    assert result.passed
+    names = [c.check for c in result.checks]
+    assert names[0] == "r2 >= 0.1"
+    assert "r2 >= baseline 0 + 0.1" in names
+    assert names[-1].startswith("worst slice (bmi 18..23) r2 >=")
+
+
+@pytest.mark.parametrize(
+    ("metrics", "failed"),
+    [
+        (regression(rmse=72.0, r2=-0.05), "r2 >= baseline 0 + 0.1"),  # worse than the mean
+        (regression(rmse=65.0, r2=0.05), "r2 >= 0.1"),
+        (regression(rmse=50.0, r2=0.45, worst_r2=-0.2), "worst slice (bmi 18..23) r2"),
+    ],
+)
+def test_a_regression_fails_each_of_its_checks(
+    metrics: RegressionMetrics, failed: str, project_params: Params
+) -> None:
+    result = gate.verdict(metrics, project_params.gate)
+    assert not result.passed
+    assert any(c.check.startswith(failed) for c in result.checks if not c.passed)
+
+
+def test_an_error_metric_is_better_lower_margin_and_slice_included(project_params: Params) -> None:
+    rules = project_params.gate.regression
+    assert rules is not None
+    by_rmse = rules.model_copy(
+        update={
+            "metric": "rmse",
+            "baseline_margin": 10.0,
+            "min": {},
+            "max": {"mae": 45.0},
+            "slice_metric": "rmse",
+            "slice_floor": 55.0,
+        }
+    )
+    params = project_params.gate.model_copy(update={"regression": by_rmse})
+    good = gate.verdict(regression(rmse=55.0, r2=0.4), params)
+    assert good.passed, good.checks
+    assert [c.check for c in good.checks] == [
+        "mae <= 45.0",
+        "rmse <= baseline 70 - 10.0",
+        "worst slice (bmi 18..23) rmse <= 55.0",
+    ]
+    close = gate.verdict(regression(rmse=62.0, r2=0.2), params)  # better, not by the margin
+    assert [c.check for c in close.checks if not c.passed] == [
+        "mae <= 45.0",
+        "rmse <= baseline 70 - 10.0",
+    ]
+
+
+def test_a_regressor_worse_than_the_dummy_fails_the_gate(
+    diabetes: pd.DataFrame, diabetes_params: Params
+) -> None:
+    p = diabetes_params
+    train_rows, test_rows = split.split(diabetes, p.data.target, p.split, "regression")
+    fitted = train.fit(train_rows, p.data, p.train)
+    # The same estimator taught on shuffled targets: it learns noise, and does worse than the mean.
+    targets = train_rows["progression"].sample(frac=1, random_state=0).to_numpy()
+    shuffled = train_rows.assign(progression=targets)
+    noise = train.fit(shuffled, p.data, p.train).model
+    good, _ = evaluate.evaluate_regression(fitted.model, fitted.baseline, test_rows, p)
+    bad, _ = evaluate.evaluate_regression(noise, fitted.baseline, test_rows, p)
+    assert gate.verdict(good, p.gate).passed
+    verdict = gate.verdict(bad, p.gate)
+    assert bad.rmse > bad.baseline.rmse
+    assert not verdict.passed
+    assert any(c.check.startswith("r2 >= baseline") and not c.passed for c in verdict.checks)
+
+
+def test_main_reads_a_regression_metrics_file(project_params: Params, workdir: Path) -> None:
+    write_params(workdir, project_params)
+    (workdir / "metrics.json").write_text(regression(rmse=72.0, r2=-0.05).model_dump_json())
+    result = subprocess.run(
+        [sys.executable, "-m", "tumor_classifier.pipeline.gate", "metrics.json", "gate.json"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("gate: r2 >= 0.1 failed (-0.05); r2 >= baseline 0 + 0.1 failed")
+    assert not (workdir / "gate.json").exists()

@@ -30,3 +30,14 @@ def test_a_class_of_one_row_cannot_be_stratified(cancer: pd.DataFrame) -> None:
         split(frame, "diagnosis", SplitParams(test_size=0.2, seed=1, stratify=True))
     train, test = split(frame, "diagnosis", SplitParams(test_size=0.2, seed=1, stratify=False))
     assert len(train) + len(test) == len(frame)
+
+
+def test_a_regression_is_split_without_stratifying_its_values() -> None:
+    # Each value once: stratifying would refuse it.
+    frame = pd.DataFrame({"x": range(50), "y": [i * 1.5 for i in range(50)]})
+    params = SplitParams(test_size=0.2, seed=1, stratify=True)
+    with pytest.raises(UserError, match="fewer than 2 rows"):
+        split(frame, "y", params)
+    train, test = split(frame, "y", params, "regression")
+    assert (len(train), len(test)) == (40, 10)
+    assert sorted([*train["y"], *test["y"]]) == sorted(frame["y"])

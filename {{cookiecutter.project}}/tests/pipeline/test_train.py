@@ -131,3 +131,25 @@ def test_bad_search_argument_is_one_line(cancer: pd.DataFrame, project_params: P
     p = project_params.train.model_copy(update={"search": search})
     with pytest.raises(UserError, match=r"training failed: .*C"):
         train.fit(cancer, project_params.data, p)
+
+
+def test_a_numeric_target_trains_the_regression_block(
+    diabetes: pd.DataFrame, diabetes_params: Params
+) -> None:
+    fitted = train.fit(diabetes, diabetes_params.data, diabetes_params.train)
+    chosen = diabetes_params.train.regression
+    assert chosen is not None
+    assert type(fitted.model[-1]).__name__ == chosen.estimator.rpartition(".")[2]
+    assert type(fitted.baseline[-1]).__name__ == "DummyRegressor"
+    assert fitted.cv.scoring == chosen.scoring
+    assert set(fitted.cv.best_params) == set(chosen.space)
+    assert len(fitted.cv.candidates) == len(chosen.space["alpha"])
+    assert fitted.model.predict(diabetes.drop(columns="progression").head(3)).dtype.kind == "f"
+
+
+def test_a_regression_without_its_block_is_one_line(
+    diabetes: pd.DataFrame, diabetes_params: Params
+) -> None:
+    classification_only = diabetes_params.train.model_copy(update={"regression": None})
+    with pytest.raises(UserError, match=r"add train\.regression to params\.yaml"):
+        train.fit(diabetes, diabetes_params.data, classification_only)

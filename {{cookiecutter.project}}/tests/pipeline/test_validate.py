@@ -1,5 +1,6 @@
 """Validate stage: the inferred schema accepts good data and names column and rule of bad data."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -235,3 +236,19 @@ def test_missing_schema_says_what_to_run(project_params: Params, workdir: Path) 
     Path("raw.csv").write_text("diagnosis\nbenign\n")
     with pytest.raises(UserError, match=r"schema\.yaml not found: run `make schema`"):
         validate.main(["check", "raw.csv", "schema.yaml", "out.parquet", "report.json"])
+
+
+def test_a_regression_target_is_a_number_and_rows_without_one_are_dropped_and_counted(
+    diabetes: pd.DataFrame, diabetes_params: Params, workdir: Path
+) -> None:
+    write_params(workdir, diabetes_params)
+    schema = validate.infer(diabetes, diabetes_params.data, 0.1)
+    assert str(schema.columns["progression"].dtype) == "float64"  # not 214 labels
+    raw = diabetes.copy()
+    raw.loc[raw.index[:7], "progression"] = np.nan
+    raw.to_csv("raw.csv", index=False)
+    Path("schema.yaml").write_text(str(schema.to_yaml()))
+    validate.main(["check", "raw.csv", "schema.yaml", "out.parquet", "report.json"])
+    report = json.loads(Path("report.json").read_text())
+    assert (report["rows"], report["unlabelled"], report["classes"]) == (442 - 7, 7, {})
+    assert pd.read_parquet("out.parquet")["progression"].notna().all()

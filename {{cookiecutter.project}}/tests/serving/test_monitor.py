@@ -100,3 +100,24 @@ def test_the_service_gauges_move_under_drifted_traffic(
         metric(served.url, 'model_feature_drift{feature="region"}')
         < customers_params.drift.psi_alert
     )
+
+
+def test_a_regression_prediction_drifts_as_a_distribution(
+    diabetes: pd.DataFrame, diabetes_params: Params
+) -> None:
+    p = diabetes_params
+    numeric, categorical = feature_columns(list(diabetes.columns), p.data)
+    rows = model_input(diabetes, numeric, categorical).assign(
+        prediction=diabetes["progression"].astype(float)
+    )
+    stats = reference.statistics(rows, numeric, p.reference)
+    assert "edges" in stats["prediction"]  # binned as a number, not as 214 categories
+    schema = str(validate.infer(diabetes, p.data, 0.1).to_yaml())
+    gauges = monitor.OnlineDrift(contract.from_schema(schema, p.data), stats, window=200)
+    features = {c: diabetes[c].tolist() for c in numeric}
+    gauges.observe(features, diabetes["progression"].tolist())
+    same = gauges.indices()
+    assert same["prediction"] < 0.2  # drift.psi_alert
+    gauges.observe(features, (diabetes["progression"] + 100).tolist())  # answers shifted up
+    assert gauges.indices()["prediction"] > 1.0
+    assert gauges.indices()["bmi"] < 0.2  # the inputs did not move

@@ -199,3 +199,20 @@ def test_rows_without_a_finite_answer_are_named_not_written(
     write_table(rows, workdir / "in.parquet")
     predict.main(["in.parquet", "out.csv", *given(flagging)])
     assert np.isfinite(pd.read_csv("out.csv").filter(like="probability_").to_numpy()).all()
+
+
+def test_a_regression_predicts_a_number_by_either_backend(regressing: Served) -> None:
+    p = load(regressing.folder / "params.yaml")
+    features = contract.from_schema((regressing.folder / "schema.yaml").read_text(), p.data)
+    model = regressing.folder / "model.joblib"
+    fast = predict.Predictor(features, model, regressing.folder / "onnx/model.onnx")
+    exact = predict.Predictor(features, model, None)
+    assert fast.regression
+    assert exact.regression
+    assert fast.classes == []
+    rows = regressing.test.drop(columns="progression")
+    onnx, sklearn = predict.predict_frame(fast, rows), predict.predict_frame(exact, rows)
+    assert list(onnx.columns) == [*rows.columns, "prediction"]  # no probabilities
+    assert onnx["prediction"].dtype.kind == "f"
+    difference = np.abs(onnx["prediction"] - sklearn["prediction"]).max()
+    assert difference <= p.export.regression_tolerance

@@ -568,3 +568,28 @@ def test_a_record_without_a_finite_answer_is_refused_and_counted(flagging: Serve
     )
     assert "NaN" not in json.dumps(answer)
     assert post(flagging.url, body(records=[record]))[0] == 200
+
+
+def test_a_regression_answers_one_number_per_record_and_documents_it(regressing: Served) -> None:
+    rows = regressing.test.head(20)
+    sent = json.loads(rows.drop(columns="progression").to_json(orient="records"))
+    status, answer = post(regressing.url, body(records=sent))
+    assert status == 200
+    assert len(answer["model_version"]) == 12
+    assert [set(p) for p in answer["predictions"]] == [{"prediction", "out_of_range"}] * len(rows)
+    predicted = np.array([p["prediction"] for p in answer["predictions"]])
+    assert np.isfinite(predicted).all()
+    assert predicted.std() > 0
+    # The answers are the model's, not noise: they beat the mean of the training targets.
+    error, spread = np.abs(predicted - rows["progression"]), np.abs(rows["progression"] - 150)
+    assert error.mean() < spread.mean()
+    _, _, spec = call(regressing.url, "/docs.json")
+    schemas = spec["components"]["schemas"]
+    assert "Prediction" not in schemas  # the classifier's answer
+    estimate = schemas["Estimate"]["properties"]
+    assert set(estimate) == {"prediction", "out_of_range"}
+    assert estimate["prediction"]["type"] == "number"
+    assert "Class" not in spec["info"]["description"]
+    samples = metrics(regressing.url)
+    assert samples["model_prediction_value_count"] >= len(rows)
+    assert not any(k.startswith("model_predictions_total{") for k in samples)

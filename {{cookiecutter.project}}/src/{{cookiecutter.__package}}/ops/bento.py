@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 import bentoml
+import joblib
 from bentoml.exceptions import NotFound
 
 from .. import NAME, cli, contract
@@ -23,7 +24,9 @@ def save(model: Path, onnx_dir: Path, schema: Path, reference: Path, params: Par
     onnx = onnx_dir / "model.onnx"
     features = contract.dump(contract.from_schema(schema.read_text(), params.data))
     online = {"window": params.drift.window, "log_sample": params.drift.log_sample}
-    version = {"model_version": model_md5[:12]}
+    # The service's answer follows the model: a class with probabilities, or a number.
+    task = "classification" if hasattr(joblib.load(model), "classes_") else "regression"
+    version = {"model_version": model_md5[:12], "task": task}
     settings = json.dumps(params.serve.model_dump() | online | version, indent=2)
     parts = [model.read_bytes(), onnx.read_bytes() if onnx.exists() else b"", features.encode()]
     parts += [reference.read_bytes(), settings.encode()]

@@ -54,11 +54,14 @@ def report(
     features: list[contract.Feature],
     params: DriftParams,
 ) -> Any:
-    """Evidently's report: drift of each feature and of the prediction; missing values."""
+    """Evidently's report: drift of each feature and of the prediction (the mix of classes, or a
+    regression's distribution of numbers); missing values."""
     names = [f.name for f in features]
+    numeric = pd.api.types.is_float_dtype(reference["prediction"])
     definition = DataDefinition(
-        numerical_columns=[f.name for f in features if f.numeric],
-        categorical_columns=[f.name for f in features if not f.numeric] + ["prediction"],
+        numerical_columns=[f.name for f in features if f.numeric] + ["prediction"] * numeric,
+        categorical_columns=[f.name for f in features if not f.numeric]
+        + ["prediction"] * (not numeric),
     )
     metrics = [
         # Evidently picks each column's test by its type and the sample's size (K-S or chi-square

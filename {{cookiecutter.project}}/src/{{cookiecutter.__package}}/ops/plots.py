@@ -38,7 +38,7 @@ def plot_curve(name: str, champion: Side, challenger: Side, path: Path) -> bool:
     for side, style in ((champion, "--"), (challenger, "-")):
         if side.curves[name]:
             xs, ys = zip(*side.curves[name], strict=True)
-            auc = side.metrics.roc_auc if side.metrics and name == "roc" else None
+            auc = getattr(side.metrics, "roc_auc", None) if name == "roc" else None
             label = side.label if auc is None else f"{side.label}, AUC {auc:.4f}"
             ax.plot(xs, ys, linestyle=style, label=label)
     if name == "roc":

@@ -11,14 +11,14 @@ from mlflow.entities.model_registry import ModelVersion
 
 from .. import cli, tracking
 from ..lineage import md5, revision
-from ..metrics import Metrics
+from ..metrics import read_metrics
 
 
 def lineage(model: Path, data_dvc: Path, metrics: Path) -> dict[str, str]:
     """What produced this model: git revision, data and model hashes, and its test metrics."""
     data_md5 = yaml.safe_load(data_dvc.read_text())["outs"][0]["md5"]
     tags = {"git_revision": revision(), "data_md5": data_md5, "model_md5": md5(model)}
-    tags.update({f"metric.{k}": f"{v:.6g}" for k, v in Metrics.read(metrics).scores().items()})
+    tags.update({f"metric.{k}": f"{v:.6g}" for k, v in read_metrics(metrics).scores().items()})
     return tags
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from .. import cli, render
-from ..metrics import DataSummary, SliceScores
+from ..metrics import DataSummary, RegressionMetrics, RegressionSliceScores, SliceScores
 from ..params import GateParams, flatten, load
 from .plots import plots
 from .revisions import (
@@ -180,27 +180,31 @@ def slices_section(champion: Side, challenger: Side, gate_params: GateParams) ->
     same_slicing = (champion.params or {}).get("evaluate", {}).get("slice") == (
         challenger.params or {}
     ).get("evaluate", {}).get("slice")
-    pairs: list[tuple[str, SliceScores | None, SliceScores | None]]
+    Scores = SliceScores | RegressionSliceScores
+    pairs: list[tuple[str, Scores | None, Scores | None]]
     if same_slicing and old and len(old) == len(new) and not set(old) & set(new):
         # Quantile bins move with the data: the i-th bin on each side is the same slice.
         pairs = [(f"{a} → {b}", old[a], new[b]) for a, b in zip(old, new, strict=True)]
     else:
         pairs = [(name, old.get(name), new.get(name)) for name in union(new, old)]
+    regression = isinstance(challenger.metrics or champion.metrics, RegressionMetrics)
+    keys = ("rows", "rmse", "mae", "r2") if regression else ("rows", "accuracy", "f1")
+    min_rows = gate_params.for_task("regression" if regression else "classification").slice_min_rows
     rows = []
     for name, a, b in pairs:
-        small = max(s.rows for s in (a, b) if s) < gate_params.slice_min_rows
+        small = max(s.rows for s in (a, b) if s) < min_rows
         label = f"{name} (not gated)" if small else name
-        rows.append([label, *(pair(value(a, k), value(b, k)) for k in ("rows", "accuracy", "f1"))])
+        rows.append([label, *(pair(getattr(a, k, None), getattr(b, k, None)) for k in keys)])
     if not rows:
         return []
-    headers = ["slice", "rows", "accuracy", "f1"]
+    headers = ["slice", *keys]
     title = f"### Slices (`{champion.label}` → {challenger.label})\n"
     return [title, render.table(headers, rows)]
 
 
 def classes_section(champion: Side, challenger: Side) -> list[str]:
-    old = champion.metrics.per_class if champion.metrics else {}
-    new = challenger.metrics.per_class if challenger.metrics else {}
+    old = getattr(champion.metrics, "per_class", {})  # a regression has no classes
+    new = getattr(challenger.metrics, "per_class", {})
     keys = ("precision", "recall", "f1", "support")
     rows = [
         [name, *(pair(value(old.get(name), k), value(new.get(name), k)) for k in keys)]
@@ -224,6 +228,8 @@ def validation_rows(summary: DataSummary | None) -> dict[str, Any]:
         "columns with missing values": ", ".join(summary.missing) or "none",
     }
     rows.update({f"class {k}": n for k, n in summary.classes.items()})
+    if summary.unlabelled:
+        rows["rows without a target (dropped)"] = summary.unlabelled
     return rows
 
 
@@ -244,6 +250,8 @@ def model_rows(side: Side) -> dict[str, str]:
     if cv is None:
         return {}
     search = train.get("search", {})
+    if isinstance(side.metrics, RegressionMetrics):  # its choices are the `regression` block's
+        train = {**train, **train.get("regression", {})}
     return {
         "estimator": f"`{train.get('estimator', '?')}`",
         "search": f"{search.get('kind', '?')}, {search.get('cv_folds', '?')}-fold CV",

@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from .. import cli
-from ..metrics import CrossValidation, DataSummary, Latency, Metrics
+from ..metrics import CrossValidation, DataSummary, Latency, Metrics, RegressionMetrics
 from ..params import GateParams
 from ..pipeline import gate
 
@@ -104,7 +104,7 @@ class Verdict:
     note: str = ""
 
 
-def judge(metrics: Metrics | str, params: GateParams | str) -> Verdict:
+def judge(metrics: Metrics | RegressionMetrics | str, params: GateParams | str) -> Verdict:
     """The project's own gate applied to one side's metrics with that side's gate params; a
     string in place of either says why there are none."""
     if isinstance(metrics, str):
@@ -135,7 +135,7 @@ class Side:
     """One revision's reports, params and artifact hashes."""
 
     label: str
-    metrics: Metrics | None
+    metrics: Metrics | RegressionMetrics | None
     train: CrossValidation | None
     validation: DataSummary | None
     params: Json | None
@@ -205,7 +205,11 @@ def load(
         first = error.errors()[0]
         key = ".".join(str(part) for part in first["loc"])
         verdict_gate = f"{PARAMS}: gate.{key}: {first['msg']}"
-    metrics = typed(Metrics, parse(METRICS))
+    found = parse(METRICS)
+    regression = isinstance(found, dict) and found.get("task") == "regression"
+    metrics: Metrics | RegressionMetrics | str = (
+        typed(RegressionMetrics, found) if regression else typed(Metrics, found)
+    )
     train, validation = typed(CrossValidation, parse(TRAIN)), typed(DataSummary, parse(VALIDATION))
     if isinstance(metrics, str) and metrics != "absent":
         metrics = f"{METRICS} is of another format ({metrics})"

@@ -1,4 +1,5 @@
-"""Evaluate stage: metrics overall, per class and per slice, plots, and the model card."""
+"""Evaluate stage: metrics overall, per class and per slice, plots, and the model card; a
+regression's RMSE, MAE and R² overall and per slice, with predicted-vs-actual and residual plots."""
 
 import json
 import re
@@ -9,25 +10,39 @@ import joblib
 import mlflow
 import numpy as np
 import pandas as pd
+from sklearn.base import is_regressor
 from sklearn.calibration import calibration_curve
 from sklearn.inspection import permutation_importance
 from sklearn.metrics import (
     accuracy_score,
     f1_score,
     log_loss,
+    mean_absolute_error,
     precision_recall_curve,
     precision_recall_fscore_support,
     precision_score,
+    r2_score,
     recall_score,
     roc_auc_score,
     roc_curve,
+    root_mean_squared_error,
 )
 from sklearn.pipeline import Pipeline
 
 from .. import cli, figures, render, tracking
 from ..data import feature_columns, model_input, read_table
 from ..lineage import md5, revision
-from ..metrics import ClassScores, CrossValidation, Latency, Metrics, Scores, SliceScores
+from ..metrics import (
+    ClassScores,
+    CrossValidation,
+    Latency,
+    Metrics,
+    RegressionMetrics,
+    RegressionScores,
+    RegressionSliceScores,
+    Scores,
+    SliceScores,
+)
 from ..params import AUTO, DataParams, Params, flatten, load
 
 
@@ -135,11 +150,16 @@ def curves(
 
 
 def importance(
-    model: Pipeline, x: pd.DataFrame, y: pd.Series, repeats: int, seed: int
+    model: Pipeline,
+    x: pd.DataFrame,
+    y: pd.Series,
+    repeats: int,
+    seed: int,
+    scoring: str = "f1_macro",
 ) -> pd.DataFrame:
-    """Permutation importance of each input column on the test set (drop in macro F1)."""
+    """Permutation importance of each input column on the test set (drop in macro F1, or in R²)."""
     result = permutation_importance(
-        model, x, y, scoring="f1_macro", n_repeats=repeats, random_state=seed
+        model, x, y, scoring=scoring, n_repeats=repeats, random_state=seed
     )
     table = pd.DataFrame(
         {"feature": x.columns, "importance": result.importances_mean, "std": result.importances_std}
@@ -196,10 +216,14 @@ def plot(tables: dict[str, pd.DataFrame], confusion: pd.DataFrame, out: Path) ->
         ax.text(j, i, str(n), ha="center", va="center")
     ax.set(xlabel="predicted", ylabel="actual", title="confusion matrix")
     figures.save(fig, out / "confusion.png")
-    top = tables["importance"].head(15).iloc[::-1]
+    plot_importance(tables["importance"], "macro F1", out)
+
+
+def plot_importance(table: pd.DataFrame, score: str, out: Path) -> None:
+    top = table.head(15).iloc[::-1]
     fig, ax = figures.figure(6, 0.3 * len(top) + 1.2)
     ax.barh(top["feature"], top["importance"], xerr=top["std"])
-    ax.set(xlabel="drop in macro F1 when shuffled", title="permutation importance")
+    ax.set(xlabel=f"drop in {score} when shuffled", title="permutation importance")
     figures.save(fig, out / "importance.png")
 
 
@@ -298,7 +322,135 @@ def evaluate(
     return metrics, tables, confusion
 
 
-def log(metrics: Metrics, model_path: Path, reports: Path) -> None:
+def regression_scores(y_true: np.ndarray, y_pred: np.ndarray) -> RegressionScores:
+    """RMSE and MAE (in the target's units) and R²."""
+    return RegressionScores(
+        rmse=float(root_mean_squared_error(y_true, y_pred)),
+        mae=float(mean_absolute_error(y_true, y_pred)),
+        r2=float(r2_score(y_true, y_pred)),
+    )
+
+
+def regression_slices(
+    frame: pd.DataFrame, y_true: np.ndarray, y_pred: np.ndarray, column: str | None, bins: int
+) -> dict[str, RegressionSliceScores]:
+    """Rows, RMSE, MAE and R² of each slice of the test set (R² needs two rows)."""
+    if column is None:
+        return {}
+    if column not in frame:
+        raise cli.UserError(f"evaluate.slice.column {column!r} is not a column")
+    labels = slice_labels(frame[column], bins)
+    result = {}
+    for label in labels.cat.categories:
+        mask = (labels == label).to_numpy()
+        if mask.sum() < 2:
+            continue
+        scores = regression_scores(y_true[mask], y_pred[mask])
+        result[str(label)] = RegressionSliceScores(rows=int(mask.sum()), **scores.model_dump())
+    return result
+
+
+def evaluate_regression(
+    model: Pipeline, baseline: Pipeline, test: pd.DataFrame, params: Params
+) -> tuple[RegressionMetrics, dict[str, pd.DataFrame]]:
+    """A regressor's metrics and plot tables on the test set."""
+    numeric, categorical = feature_columns(list(test.columns), params.data)
+    x = model_input(test, numeric, categorical)
+    y = test[params.data.target].astype(float).to_numpy()
+    y_pred = model.predict(x)
+    column = slice_column(test, params)
+    tables = {
+        "predicted_actual": pd.DataFrame({"actual": y, "predicted": y_pred}),
+        "residuals": pd.DataFrame({"predicted": y_pred, "residual": y - y_pred}),
+        "importance": importance(
+            model, x, pd.Series(y), params.evaluate.permutation_repeats, params.train.seed, "r2"
+        ),
+    }
+    metrics = RegressionMetrics(
+        task="regression",
+        **regression_scores(y, y_pred).scores(),
+        baseline=regression_scores(y, baseline.predict(x)),
+        slices=regression_slices(test, y, y_pred, column, params.evaluate.slice.bins),
+        uninformative=uninformative(tables["importance"], params.evaluate.uninformative_sigmas),
+        slice_column=column,
+    )
+    return metrics, tables
+
+
+def plot_regression(tables: dict[str, pd.DataFrame], out: Path) -> None:
+    """Predicted against actual (the diagonal is perfect), residuals against predicted."""
+    both = tables["predicted_actual"]
+    low, high = float(both.min().min()), float(both.max().max())
+    fig, ax = figures.figure(4.5, 4)
+    ax.scatter(both["actual"], both["predicted"], s=8, alpha=0.6)
+    ax.plot([low, high], [low, high], linestyle=":", color="grey")
+    ax.set(xlabel="actual", ylabel="predicted", title="predicted vs actual")
+    figures.save(fig, out / "predicted_actual.png")
+    residuals = tables["residuals"]
+    fig, ax = figures.figure(4.5, 4)
+    ax.scatter(residuals["predicted"], residuals["residual"], s=8, alpha=0.6)
+    ax.axhline(0, linestyle=":", color="grey")
+    ax.set(xlabel="predicted", ylabel="actual - predicted", title="residuals")
+    figures.save(fig, out / "residuals.png")
+    plot_importance(tables["importance"], "R²", out)
+
+
+def regression_card(
+    metrics: RegressionMetrics, cv: CrossValidation, params: Params, data_md5: str, revision: str
+) -> str:
+    """The model card of a regressor: the same sections, a regression's metrics."""
+    train = params.train.for_task("regression")
+    worst = max(metrics.slices.items(), key=lambda kv: kv[1].rmse, default=None)
+    baseline = metrics.baseline.scores()
+    lines = [
+        f"# Model card: {tracking.NAME}\n",
+        "## Model\n",
+        f"- estimator: `{train.estimator}` (a regression) in a scikit-learn "
+        "Pipeline (median imputation and scaling of numbers, one-hot encoding of categories)",
+        f"- chosen by {train.search.kind} search, {train.search.cv_folds}-fold CV "
+        f"on `{train.search.scoring}`: {cv.score:.4f} ± {cv.std:.4f}",
+        f"- chosen arguments: `{cv.best_params}`; fixed: `{train.fixed}`",
+        f"- git revision: `{revision}`",
+        f"- raw data md5: `{data_md5}`\n",
+        "## Data\n",
+        f"- target `{params.data.target}`, a quantity",
+        f"- split {params.split.test_size:.0%} with seed {params.split.seed}\n",
+        "## Metrics on the test set\n",
+        render.table(
+            ["metric", "model", "baseline"],
+            [(name, value, baseline[name]) for name, value in metrics.scores().items()],
+        ),
+    ]
+    if metrics.slices:
+        lines += [
+            f"## Slices of `{metrics.slice_column}`"
+            f"{auto(params.evaluate.slice.column, 'the categorical feature with fewest values')}\n",
+            render.table(
+                ["slice", "rows", "rmse", "mae", "r2"],
+                [(k, s.rows, s.rmse, s.mae, s.r2) for k, s in metrics.slices.items()],
+            ),
+        ]
+    lines += ["## Caveats\n"]
+    if metrics.uninformative:
+        lines.append(
+            f"- {len(metrics.uninformative)} features no better than noise (shuffled, R² drops by "
+            f"less than {params.evaluate.uninformative_sigmas:g} standard deviations over "
+            f"{params.evaluate.permutation_repeats} repeats): "
+            + ", ".join(f"`{name}`" for name in metrics.uninformative)
+        )
+    if worst:
+        name, values = worst
+        lines.append(f"- weakest slice: {name} (RMSE {values.rmse:.4g}, {values.rows} rows)")
+    lines += [
+        "- evaluated on a held-out split of the same data: it does not show behaviour under drift; "
+        "`make drift` and the service's drift gauges do",
+        "\n![predicted vs actual](plots/predicted_actual.png) ![residuals](plots/residuals.png)",
+        "![importance](plots/importance.png)\n",
+    ]
+    return "\n".join(lines)
+
+
+def log(metrics: Metrics | RegressionMetrics, model_path: Path, reports: Path) -> None:
     """Metrics, plots and the card into the MLflow run that trained this model."""
     model_md5 = md5(model_path)
     flat = flatten(metrics.model_dump())
@@ -320,22 +472,28 @@ def main(argv: list[str]) -> None:
     tracking.start()
     model = joblib.load(args.models / "model.joblib")
     baseline = joblib.load(args.models / "baseline.joblib")
+    plots = args.reports / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    cv = CrossValidation.read(args.reports / "train.json")
     test = read_table(args.test)
-    metrics, tables, confusion = evaluate(model, baseline, test, params)
+    metrics: Metrics | RegressionMetrics
+    if is_regressor(model):
+        metrics, tables = evaluate_regression(model, baseline, test, params)
+        plot_regression(tables, plots)
+        card = regression_card(metrics, cv, params, md5(args.raw), revision())
+    else:
+        metrics, tables, confusion = evaluate(model, baseline, test, params)
+        confusion.to_csv(plots / "confusion.csv", index=False)
+        plot(tables, confusion, plots)
+        card = model_card(metrics, cv, params, md5(args.raw), revision())
+    for name, table in tables.items():
+        table.to_csv(plots / f"{name}.csv", index=False, float_format="%.6g")
     numeric, categorical = feature_columns(list(test.columns), params.data)
     timed = latency(
         model, baseline, model_input(test, numeric, categorical), params.evaluate.latency_repeats
     )
     (args.reports / "latency.json").write_text(timed.model_dump_json(indent=2) + "\n")
-    plots = args.reports / "plots"
-    plots.mkdir(parents=True, exist_ok=True)
-    for name, table in tables.items():
-        table.to_csv(plots / f"{name}.csv", index=False, float_format="%.6g")
-    confusion.to_csv(plots / "confusion.csv", index=False)
-    plot(tables, confusion, plots)
     (args.reports / "metrics.json").write_text(json.dumps(metrics.model_dump(), indent=2) + "\n")
-    cv = CrossValidation.read(args.reports / "train.json")
-    card = model_card(metrics, cv, params, md5(args.raw), revision())
     (args.reports / "model_card.md").write_text(card)
     log(metrics, args.models / "model.joblib", args.reports)
 

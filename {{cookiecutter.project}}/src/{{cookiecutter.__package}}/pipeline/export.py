@@ -1,4 +1,5 @@
-"""Export stage: the fitted pipeline as ONNX for the service's fast path, kept only if it agrees."""
+"""Export stage: the fitted pipeline as ONNX for the service's fast path, kept only if it agrees:
+the same labels and probabilities within the tolerance, or a regression's predictions within it."""
 
 import json
 from typing import Any
@@ -9,6 +10,7 @@ import onnxruntime as ort
 import pandas as pd
 from skl2onnx import to_onnx
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+from sklearn.base import is_regressor
 from sklearn.pipeline import Pipeline
 
 from .. import cli
@@ -23,22 +25,33 @@ def convert(model: Pipeline, columns: list[str], numeric: list[str]) -> bytes:
         (c, FloatTensorType([None, 1]) if c in numeric else StringTensorType([None, 1]))
         for c in columns
     ]
-    onnx = to_onnx(model, initial_types=inputs, options={"zipmap": False})
+    regression = is_regressor(model)
+    # A classifier's probabilities as one array, not a list of maps; a regressor has no such option.
+    onnx = to_onnx(model, initial_types=inputs, options={} if regression else {"zipmap": False})
     # What the service and `make predict` would otherwise unpickle scikit-learn for.
-    described = {"classes": [str(c) for c in model.classes_], "columns": columns}
+    described = {
+        "task": "regression" if regression else "classification",
+        "classes": [] if regression else [str(c) for c in model.classes_],
+        "columns": columns,
+    }
     for key, value in described.items():
         onnx.metadata_props.add(key=key, value=json.dumps(value))
     return bytes(onnx.SerializeToString())
 
 
 def parity(model: Pipeline, onnx: bytes, x: Any, numeric: list[str]) -> dict[str, Any]:
-    """How far ONNX Runtime's probabilities and labels are from scikit-learn's on the same rows."""
+    """How far ONNX Runtime's probabilities and labels (or a regression's predictions) are from
+    scikit-learn's on the same rows."""
     session = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
     arrays = [
         (x[c].to_numpy(np.float32) if c in numeric else text(x[c].to_numpy())).reshape(-1, 1)
         for c in x.columns
     ]
     feeds = {i.name: a for i, a in zip(session.get_inputs(), arrays, strict=True)}
+    if is_regressor(model):
+        (predicted,) = session.run(["variable"], feeds)
+        difference = np.abs(predicted.ravel() - model.predict(x)).max()
+        return {"rows": len(x), "max_prediction_difference": float(difference)}
     labels, proba = session.run(["label", "probabilities"], feeds)
     return {
         "rows": len(x),
@@ -61,7 +74,10 @@ def export(
         # skl2onnx has no converter for every estimator; the service then uses scikit-learn.
         return None, {"exported": False, "reason": f"{type(error).__name__}: {str(error)[:300]}"}
     report = parity(model, onnx, x, numeric)
-    agrees = report["same_labels"] and report["max_probability_difference"] <= params.tolerance
+    if is_regressor(model):
+        agrees = report["max_prediction_difference"] <= params.regression_tolerance
+    else:
+        agrees = report["same_labels"] and report["max_probability_difference"] <= params.tolerance
     if not agrees:
         return None, {"exported": False, "reason": "ONNX disagrees with scikit-learn", **report}
     return onnx, {"exported": True, **report}

@@ -1,5 +1,6 @@
-"""Gate stage: thresholds, a margin over the baseline, a floor on the worst slice, and no
-slowdown against the champion."""
+"""Gate stage: thresholds, a margin over the baseline and a floor on the worst slice, each on the
+task's own metrics (a regression's RMSE and MAE are better lower: the margin is a cut below), and
+no slowdown against the champion."""
 
 import argparse
 import json
@@ -8,8 +9,17 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from .. import cli, lineage
-from ..metrics import SLICE_SCORES, Latency, Metrics, Record
-from ..params import GateParams, load
+from ..metrics import (
+    LOWER_IS_BETTER,
+    REGRESSION_SLICE_SCORES,
+    SLICE_SCORES,
+    Latency,
+    Metrics,
+    Record,
+    RegressionMetrics,
+    read_metrics,
+)
+from ..params import GateParams, TaskGateParams, load
 
 
 class Check(Record):
@@ -25,7 +35,7 @@ class Verdict(Record):
     checks: list[Check]
 
 
-def checks(metrics: Metrics, params: GateParams) -> list[Check]:
+def checks(metrics: Metrics | RegressionMetrics, params: TaskGateParams) -> list[Check]:
     """Every check of the gate with its value, its limit and whether it passed."""
     scores, baseline = metrics.scores(), metrics.baseline.scores()
     results = [
@@ -36,49 +46,52 @@ def checks(metrics: Metrics, params: GateParams) -> list[Check]:
         Check(check=f"{name} <= {limit}", value=scores[name], passed=scores[name] <= limit)
         for name, limit in params.max.items()
     ]
-    value, floor = scores[params.metric], baseline[params.metric] + params.baseline_margin
-    results.append(
-        Check(
-            check=f"{params.metric} >= baseline {baseline[params.metric]:.4g} + "
-            f"{params.baseline_margin}",
-            value=value,
-            passed=value >= floor,
-        )
-    )
+    value, theirs, margin = scores[params.metric], baseline[params.metric], params.baseline_margin
+    if params.metric in LOWER_IS_BETTER:
+        passed, check = value <= theirs - margin, f"<= baseline {theirs:.4g} - {margin}"
+    else:
+        passed, check = value >= theirs + margin, f">= baseline {theirs:.4g} + {margin}"
+    results.append(Check(check=f"{params.metric} {check}", value=value, passed=passed))
     gated = {k: s for k, s in metrics.slices.items() if s.rows >= params.slice_min_rows}
     if gated:
-        worst, values = min(gated.items(), key=lambda kv: getattr(kv[1], params.slice_metric))
-        value = getattr(values, params.slice_metric)
+        name, lower = params.slice_metric, params.slice_metric in LOWER_IS_BETTER
+        pick = max if lower else min
+        worst, values = pick(gated.items(), key=lambda kv: getattr(kv[1], name))
+        value, limit = getattr(values, name), params.slice_floor
         results.append(
             Check(
-                check=f"worst slice ({worst}) {params.slice_metric} >= {params.slice_floor}",
+                check=f"worst slice ({worst}) {name} {'<=' if lower else '>='} {limit}",
                 value=value,
-                passed=value >= params.slice_floor,
+                passed=value <= limit if lower else value >= limit,
             )
         )
-    if params.fail_uninformative:
-        results.append(uninformative(metrics))
     return results
 
 
-def uninformative(metrics: Metrics) -> Check:
+def uninformative(metrics: Metrics | RegressionMetrics) -> Check:
     """No feature may be no better than noise (evaluate's permutation importance)."""
     names = metrics.uninformative
     return Check(check="features no better than noise <= 0", value=len(names), passed=not names)
 
 
-def verdict(metrics: Metrics, params: GateParams) -> Verdict:
-    """The checks and whether all passed; unknown metric names are a params mistake."""
+def verdict(metrics: Metrics | RegressionMetrics, gate: GateParams) -> Verdict:
+    """The checks of the model's task and whether all passed; unknown metric names are a params
+    mistake."""
+    regression = isinstance(metrics, RegressionMetrics)
+    params = gate.for_task("regression" if regression else "classification")
     known = set(metrics.scores())
+    slice_scores = REGRESSION_SLICE_SCORES if regression else SLICE_SCORES
     unknown = sorted(
         ({*params.min, *params.max, params.metric} - known)
-        | ({params.slice_metric} - set(SLICE_SCORES))
+        | ({params.slice_metric} - set(slice_scores))
     )
     if unknown:
         raise cli.UserError(
             f"gate names unknown metrics {', '.join(unknown)}; known: {', '.join(sorted(known))}"
         )
     results = checks(metrics, params)
+    if gate.fail_uninformative:
+        results.append(uninformative(metrics))
     return Verdict(passed=all(r.passed for r in results), checks=results)
 
 
@@ -110,7 +123,7 @@ def main(argv: list[str]) -> None:
     )
     args = parser.parse_args(argv)
     params = load().gate
-    result = verdict(Metrics.read(args.metrics), params)
+    result = verdict(read_metrics(args.metrics), params)
     champion = champion_latency(params.champion, args.latency) if args.latency else None
     if args.latency and champion:
         check = slowdown(Latency.read(args.latency), champion, params.max_slowdown)

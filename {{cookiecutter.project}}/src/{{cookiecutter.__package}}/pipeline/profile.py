@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from .. import cli, figures, render
-from ..data import check_usable, feature_columns, read_table
+from ..data import check_usable, feature_columns, read_table, task_of
 from ..params import DataParams, ProfileParams, load
 
 
@@ -33,12 +33,27 @@ def markdown(frame: pd.DataFrame, data: DataParams, params: ProfileParams) -> st
         "# Data profile\n",
         f"{len(frame)} rows, {len(numeric)} numeric and {len(categorical)} categorical features, "
         f"target `{data.target}`, {int(frame.duplicated().sum())} duplicate rows.\n",
-        "## Class balance\n",
-        render.table(
-            ["class", "rows", "share"],
-            [(str(k), int(v), v / len(frame)) for k, v in classes.items()],
-        ),
-        "![class balance](class_balance.png)\n",
+    ]
+    if task_of(frame[data.target], data) == "regression":
+        target = pd.to_numeric(frame[data.target]).describe()
+        stats = [target[k] for k in ("mean", "std", "min", "50%", "max")]
+        parts += [
+            "## Target (a regression)\n",
+            render.table(
+                ["rows", "mean", "std", "min", "median", "max"], [[int(target["count"]), *stats]]
+            ),
+            "![target distribution](class_balance.png)\n",
+        ]
+    else:
+        parts += [
+            "## Class balance\n",
+            render.table(
+                ["class", "rows", "share"],
+                [(str(k), int(v), v / len(frame)) for k, v in classes.items()],
+            ),
+            "![class balance](class_balance.png)\n",
+        ]
+    parts += [
         "## Missing values\n",
         render.table(
             ["column", "missing", "share"],
@@ -91,7 +106,14 @@ def markdown(frame: pd.DataFrame, data: DataParams, params: ProfileParams) -> st
 def plot(frame: pd.DataFrame, data: DataParams, params: ProfileParams, out: Path) -> None:
     numeric, _ = feature_columns(list(frame.columns), data)
     fig, ax = figures.figure()
-    frame[data.target].value_counts(dropna=False).plot.bar(ax=ax, title="class balance")
+    # A regression's target is a distribution, drawn where a classification's balance is.
+    regression = task_of(frame[data.target], data) == "regression"
+    if regression:
+        target = pd.to_numeric(frame[data.target])
+        ax.hist(target.dropna(), bins=params.bins)
+        ax.set(title=f"{data.target} (target)")
+    else:
+        frame[data.target].value_counts(dropna=False).plot.bar(ax=ax, title="class balance")
     figures.save(fig, out / "class_balance.png")
     if numeric:
         cols = min(5, len(numeric))
@@ -100,7 +122,8 @@ def plot(frame: pd.DataFrame, data: DataParams, params: ProfileParams, out: Path
         fig.delaxes(axes)
         for i, column in enumerate(numeric):
             ax = fig.add_subplot(rows, cols, i + 1)
-            for label, group in frame.groupby(data.target)[column]:
+            groups = [("all", frame[column])] if regression else frame.groupby(data.target)[column]
+            for label, group in groups:
                 ax.hist(group.dropna(), bins=params.bins, alpha=0.5, label=str(label))
             ax.set_title(column, fontsize=8)
             ax.tick_params(labelsize=6)

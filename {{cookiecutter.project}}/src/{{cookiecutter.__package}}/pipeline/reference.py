@@ -6,6 +6,7 @@ from typing import Any
 import joblib
 import numpy as np
 import pandas as pd
+from sklearn.base import is_regressor
 from sklearn.pipeline import Pipeline
 
 from .. import cli
@@ -16,23 +17,26 @@ from ..params import DataParams, ReferenceParams, load
 def sample(
     frame: pd.DataFrame, model: Pipeline, data: DataParams, params: ReferenceParams, seed: int
 ) -> pd.DataFrame:
-    """A seeded sample of the training rows, with the model's prediction for each."""
+    """A seeded sample of the training rows, with the model's prediction for each (a class as
+    text, or a regression's number)."""
     rows = frame.sample(n=min(params.rows, len(frame)), random_state=seed).reset_index(drop=True)
     numeric, categorical = feature_columns(list(rows.columns), data)
     x = model_input(rows, numeric, categorical)
-    return x.assign(prediction=model.predict(x).astype(str))
+    predicted = model.predict(x)
+    return x.assign(prediction=predicted if is_regressor(model) else predicted.astype(str))
 
 
 def statistics(rows: pd.DataFrame, numeric: list[str], params: ReferenceParams) -> dict[str, Any]:
     """Per feature (and for the prediction), the bins and their shares the online gauges compare to.
 
-    Numbers: inner edges of quantile bins (a missing value is a bin of its own, the last);
+    Numbers (a regression's prediction too): inner edges of quantile bins (a missing value is a
+    bin of its own, the last);
     categories and the prediction: each value's share, "" (missing) included.
     """
     stats: dict[str, Any] = {}
     for column in rows.columns:
         values = rows[column]
-        if column in numeric:
+        if column in numeric or pd.api.types.is_float_dtype(values):  # a regression's prediction
             known = values.dropna()
             edges = np.unique(np.quantile(known, np.linspace(0, 1, params.bins + 1)[1:-1]))
             counts = np.bincount(

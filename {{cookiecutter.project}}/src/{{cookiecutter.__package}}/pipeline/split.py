@@ -1,19 +1,20 @@
-"""Split stage: a seeded train/test split, stratified by the target when asked."""
+"""Split stage: a seeded train/test split, stratified by the class when asked (not a quantity)."""
 
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from .. import cli
-from ..data import read_table, write_table
-from ..params import SplitParams, load
+from ..data import read_table, task_of, write_table
+from ..params import SplitParams, Task, load
 
 
 def split(
-    frame: pd.DataFrame, target: str, params: SplitParams
+    frame: pd.DataFrame, target: str, params: SplitParams, task: Task = "classification"
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(train, test); every class needs two rows to be stratified."""
+    """(train, test); every class needs two rows to be stratified; a regression is not."""
+    stratify = params.stratify and task == "classification"
     counts = frame[target].value_counts()
-    if params.stratify and counts.min() < 2:
+    if stratify and counts.min() < 2:
         rare = ", ".join(map(str, counts[counts < 2].index))
         raise cli.UserError(
             f"class {rare} has fewer than 2 rows: add data or set split.stratify: false"
@@ -23,7 +24,7 @@ def split(
             frame,
             test_size=params.test_size,
             random_state=params.seed,
-            stratify=frame[target] if params.stratify else None,
+            stratify=frame[target] if stratify else None,
         )
     except ValueError as error:
         raise cli.UserError(f"cannot split {len(frame)} rows: {error}") from None
@@ -33,7 +34,9 @@ def split(
 def main(argv: list[str]) -> None:
     args = cli.paths(argv, __doc__, "validated", "out")
     params = load()
-    train, test = split(read_table(args.validated), params.data.target, params.split)
+    frame = read_table(args.validated)
+    task = task_of(frame[params.data.target], params.data)
+    train, test = split(frame, params.data.target, params.split, task)
     write_table(train, args.out / "train.parquet")
     write_table(test, args.out / "test.parquet")
 

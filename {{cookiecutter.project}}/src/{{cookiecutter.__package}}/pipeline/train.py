@@ -1,4 +1,5 @@
-"""Train stage: a scikit-learn Pipeline tuned by cross-validated search, and a baseline to beat."""
+"""Train stage: a scikit-learn Pipeline tuned by cross-validated search, and a baseline to beat;
+a classifier or a regressor, as the target says (data.task)."""
 
 import importlib
 import json
@@ -16,12 +17,12 @@ from scipy import stats
 from sklearn.base import BaseEstimator
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
-from sklearn.model_selection import GridSearchCV, RandomizedSearchCV, StratifiedKFold
+from sklearn.model_selection import GridSearchCV, KFold, RandomizedSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from .. import cli, tracking
-from ..data import feature_columns, model_input, read_table
+from ..data import feature_columns, model_input, read_table, task_of
 from ..lineage import md5
 from ..metrics import Candidate, CrossValidation
 from ..params import DataParams, Params, SearchParams, TrainParams, flatten, load
@@ -93,11 +94,16 @@ def space(search: SearchParams) -> dict[str, Any]:
 
 
 def fit(frame: pd.DataFrame, data: DataParams, params: TrainParams) -> Fitted:
-    """Search the space with stratified k-fold CV; refit the best on all training rows."""
+    """Search the task's space with k-fold CV (stratified by class for a classification); refit
+    the best on all training rows."""
     numeric, categorical = feature_columns(list(frame.columns), data)
-    x, y = model_input(frame, numeric, categorical), frame[data.target].astype(str)
+    task = task_of(frame[data.target], data)
+    params = params.for_task(task)
+    y = frame[data.target].astype(str if task == "classification" else float)
+    x = model_input(frame, numeric, categorical)
     model = pipeline(estimator(params.estimator, params.seed, **params.fixed), numeric, categorical)
-    folds = StratifiedKFold(n_splits=params.search.cv_folds, shuffle=True, random_state=params.seed)
+    kfold = StratifiedKFold if task == "classification" else KFold
+    folds = kfold(n_splits=params.search.cv_folds, shuffle=True, random_state=params.seed)
     common = {
         "scoring": params.search.scoring,
         "cv": folds,
@@ -152,11 +158,13 @@ def log(fitted: Fitted, params: Params, x: pd.DataFrame, model_path: Path) -> No
                 mlflow.log_metrics({"cv_score": candidate.mean, "cv_std": candidate.std})
         mlflow.log_metrics({"cv_score": fitted.cv.score, "cv_std": fitted.cv.std})
         example = x.head(5)
+        # A classifier answers probabilities, a regressor a number.
+        answer = getattr(fitted.model, "predict_proba", fitted.model.predict)
         mlflow.sklearn.log_model(
             fitted.model,
             name="model",
             tags={"model_md5": model_md5},
-            signature=infer_signature(example, fitted.model.predict_proba(example)),
+            signature=infer_signature(example, answer(example)),
             input_example=example,
             # MLflow stores the model with skops, which trusts only what it is told to.
             skops_trusted_types=["numpy.dtype"],

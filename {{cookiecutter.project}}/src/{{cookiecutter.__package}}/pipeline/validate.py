@@ -9,7 +9,7 @@ import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
 from .. import cli, roles
-from ..data import feature_columns, read_table, write_table
+from ..data import feature_columns, read_table, task_of, write_table
 from ..metrics import DataSummary
 from ..params import DataParams, Params, ValidateParams, load
 
@@ -36,6 +36,8 @@ def infer(frame: pd.DataFrame, data: DataParams, margin: float) -> pa.DataFrameS
         nullable = bool(series.isna().any())
         if name in data.drop:
             columns[name] = pa.Column(nullable=True)
+        elif name == data.target and task_of(series, data) == "regression":
+            columns[name] = pa.Column(float, nullable=False)
         elif name == data.target:
             labels = sorted(series.dropna().astype(str).unique())
             columns[name] = pa.Column(str, pa.Check.isin(labels), nullable=False)
@@ -98,20 +100,27 @@ def check_roles(schema: pa.DataFrameSchema, data: DataParams) -> None:
             )
 
 
-def leak_score(feature: pd.Series, target: pd.Series) -> float:
-    """How well a feature alone predicts the target: the balanced accuracy of naming, in each of
-    its groups, the class most over-represented there; 1.0 for an exact leak. A number's groups
-    are the leaves of a small tree on it alone (cuts where the classes change, not where
+def leak_score(feature: pd.Series, target: pd.Series, regression: bool = False) -> float:
+    """How well a feature alone predicts the target, 1.0 for an exact leak: of a class, the
+    balanced accuracy of naming, in each of the feature's groups, the class most over-represented
+    there; of a number, the share of its variance the groups' means explain (R²). A number's
+    groups are the leaves of a small tree on it alone (cuts where the target changes, not where
     quantiles fall); a category's are its values, rare ones pooled (one row per value would
     'predict' anything)."""
     if pd.api.types.is_numeric_dtype(feature):
-        from sklearn.tree import DecisionTreeClassifier  # only here: validate starts fast
+        # Only here: validate starts fast.
+        from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
-        tree = DecisionTreeClassifier(
-            max_leaf_nodes=LEAK_GROUPS,
-            min_samples_leaf=max(LEAK_MIN_GROUP, len(feature) // 100),
-            class_weight="balanced",
-            random_state=0,
+        leaf = max(LEAK_MIN_GROUP, len(feature) // 100)
+        tree = (
+            DecisionTreeRegressor(max_leaf_nodes=LEAK_GROUPS, min_samples_leaf=leaf, random_state=0)
+            if regression
+            else DecisionTreeClassifier(
+                max_leaf_nodes=LEAK_GROUPS,
+                min_samples_leaf=leaf,
+                class_weight="balanced",
+                random_state=0,
+            )
         )
         leaves = tree.fit(feature.to_frame(), target).apply(feature.to_frame())
         groups = pd.Series(leaves, index=feature.index)
@@ -119,6 +128,10 @@ def leak_score(feature: pd.Series, target: pd.Series) -> float:
         groups = feature.astype(str)  # missing values are a group of their own ("nan")
         sizes = groups.map(groups.value_counts())
         groups = groups.where(sizes >= max(LEAK_MIN_GROUP, len(groups) // 100), "(rare)")
+    if regression:
+        spread = float(((target - target.mean()) ** 2).sum())
+        within = float(((target - target.groupby(groups).transform("mean")) ** 2).sum())
+        return 1 - within / spread if spread else 0.0
     counts = pd.crosstab(groups, target)
     predicted = (counts / counts.sum()).idxmax(axis=1)
     recalls = [counts.loc[predicted == c, c].sum() / counts[c].sum() for c in counts.columns]
@@ -126,25 +139,29 @@ def leak_score(feature: pd.Series, target: pd.Series) -> float:
 
 
 def check_learnable(frame: pd.DataFrame, data: DataParams, rules: ValidateParams) -> None:
-    """Rows, two classes or more, and no feature that predicts the target (almost) on its own."""
+    """Rows, two target values or more, and no feature that predicts the target (almost) on its
+    own."""
     if frame.empty:
         raise cli.UserError("the table has no rows")
     target = frame[data.target]
+    regression = task_of(target, data) == "regression"
     if target.nunique() < 2:
+        what = "value" if regression else "class"
         raise cli.UserError(
-            f"target {data.target!r} has the single class {target.iloc[0]!r}: "
-            "a classifier needs two or more"
+            f"target {data.target!r} has the single {what} {target.iloc[0]!r}: "
+            "a model needs two or more"
         )
     numeric, categorical = feature_columns(list(frame.columns), data)
     # A sample is enough to see a leak, and keeps this check flat as the table grows.
     sample = frame.sample(min(len(frame), LEAK_SAMPLE), random_state=0)
+    measure = "R²" if regression else "balanced accuracy"
     for column in numeric + categorical:
         if column in rules.accept_leaks:
             continue
-        score = leak_score(sample[column], sample[data.target])
+        score = leak_score(sample[column], sample[data.target], regression)
         if score >= rules.leak_score:
             raise cli.UserError(
-                f"column {column!r} predicts the target almost alone (balanced accuracy "
+                f"column {column!r} predicts the target almost alone ({measure} "
                 f"{score:.3f} >= validate.leak_score): a label leak? list it under data.drop, "
                 "or, if it is a genuine feature, under validate.accept_leaks in params.yaml"
             )
@@ -163,15 +180,20 @@ def check(
     return validated
 
 
-def summary(frame: pd.DataFrame, schema: pa.DataFrameSchema, data: DataParams) -> DataSummary:
-    """What the PR report shows of the validated data."""
+def summary(
+    frame: pd.DataFrame, schema: pa.DataFrameSchema, data: DataParams, unlabelled: int = 0
+) -> DataSummary:
+    """What the PR report shows of the validated data (a regression has no classes to count)."""
     missing = frame.isna().sum()
+    target = frame[data.target]
+    counts = {} if task_of(target, data) == "regression" else target.value_counts()
     return DataSummary(
         rows=len(frame),
         columns=frame.shape[1],
         checks=sum(len(c.checks) + 2 for c in schema.columns.values()),
         missing={str(name): int(n) for name, n in missing.items() if n},
-        classes={str(k): int(v) for k, v in frame[data.target].value_counts().items()},
+        classes={str(k): int(v) for k, v in counts.items()},
+        unlabelled=unlabelled,
     )
 
 
@@ -217,10 +239,16 @@ def main(argv: list[str]) -> None:
         return
     frame = read_table(args.raw, params.data)
     schema = load_schema(args.schema)
+    # A row without a target teaches nothing: dropped, and counted in the report.
+    unlabelled = frame[params.data.target].isna() if params.data.target in frame else None
+    if unlabelled is not None and unlabelled.any():
+        frame = frame[~unlabelled].reset_index(drop=True)
+        print(f"validate: dropped {int(unlabelled.sum())} rows without a {params.data.target}")
     validated = check(frame, schema, params.data, params.validate_)
     write_table(validated, args.validated)
     args.report.parent.mkdir(parents=True, exist_ok=True)
-    report = summary(validated, schema, params.data).model_dump()
+    dropped = 0 if unlabelled is None else int(unlabelled.sum())
+    report = summary(validated, schema, params.data, dropped).model_dump()
     args.report.write_text(json.dumps(report, indent=2) + "\n")
 
 

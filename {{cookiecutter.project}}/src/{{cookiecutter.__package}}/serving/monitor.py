@@ -27,12 +27,15 @@ class OnlineDrift:
     """The index of each feature and of the prediction over the last `window` records seen.
 
     Bins: a number falls in a quantile bin of the training data, a missing number in a bin of its
-    own after them; a category has its bin, an unseen category the bin after them.
+    own after them; a category has its bin, an unseen category the bin after them. The prediction
+    is a category (a class) or, for a regression, a number: the reference stage binned it so.
     """
 
     def __init__(self, features: list[Feature], stats: Mapping[str, Any], window: int) -> None:
         self.numeric = [f.name for f in features if f.numeric]
-        self.categorical = [f.name for f in features if not f.numeric] + ["prediction"]
+        self.categorical = [f.name for f in features if not f.numeric]
+        self.numeric_prediction = "edges" in stats["prediction"]
+        (self.numeric if self.numeric_prediction else self.categorical).append("prediction")
         self.names = self.numeric + self.categorical
         edges = [np.asarray(stats[n]["edges"], dtype=np.float64) for n in self.numeric]
         width = max([len(e) for e in edges], default=0)
@@ -54,19 +57,22 @@ class OnlineDrift:
         self.rows = np.arange(len(self.names))
         self.seen = 0
 
-    def bins(self, columns: Mapping[str, Sequence[Any]], predictions: Sequence[str]) -> np.ndarray:
+    def bins(self, columns: Mapping[str, Sequence[Any]], predictions: Sequence[Any]) -> np.ndarray:
         """One row of bin numbers per record."""
+        columns = {**columns, "prediction": predictions}
         values = np.asarray([columns[n] for n in self.numeric], dtype=np.float64).T
         numeric = (self.edges[None, :, :] <= values[:, :, None]).sum(axis=2)
         numeric = np.where(np.isnan(values), self.missing, numeric)
-        texts = [text(columns[n]) for n in self.categorical[:-1]] + [text(predictions)]
+        texts = [text(columns[n]) for n in self.categorical]
         categorical = [
             [lookup.get(v, len(lookup)) for v in values_]
             for lookup, values_ in zip(self.lookup, texts, strict=True)
         ]
-        return np.concatenate([numeric, np.asarray(categorical, dtype=np.int64).T], axis=1)
+        # Shaped explicitly: a regression without categorical features has no such column.
+        categories = np.asarray(categorical, dtype=np.int64).reshape(len(texts), len(predictions))
+        return np.concatenate([numeric, categories.T], axis=1)
 
-    def observe(self, columns: Mapping[str, Sequence[Any]], predictions: Sequence[str]) -> None:
+    def observe(self, columns: Mapping[str, Sequence[Any]], predictions: Sequence[Any]) -> None:
         """Add a request's records to the window, pushing the oldest out."""
         new = self.bins(columns, predictions)[-len(self.window) :]
         positions = self.seen + np.arange(len(new))

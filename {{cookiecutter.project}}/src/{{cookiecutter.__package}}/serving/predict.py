@@ -1,4 +1,5 @@
-"""Predictions for requests and for batch files: one code path, ONNX Runtime when exported."""
+"""Predictions for requests and for batch files: one code path, ONNX Runtime when exported; class
+probabilities from a classifier, a number from a regressor."""
 
 import argparse
 import functools
@@ -22,7 +23,8 @@ CHUNK_ROWS = 100_000  # rows `make predict` holds at a time: its memory does not
 
 
 class Predictor:
-    """Class probabilities from column-wise inputs, by ONNX Runtime or by scikit-learn."""
+    """Class probabilities (or a regression's predictions) from column-wise inputs, by ONNX
+    Runtime or by scikit-learn."""
 
     def __init__(self, features: list[Feature], model_path: Path, onnx_path: Path | None) -> None:
         self.features = features
@@ -46,10 +48,13 @@ class Predictor:
         # to import and unpickle) is never loaded. An older export has them in the pickle alone.
         described = self.session.get_modelmeta().custom_metadata_map if self.session else {}
         if "classes" in described and "columns" in described:
+            self.regression = described.get("task") == "regression"
             self.classes = [str(c) for c in json.loads(described["classes"])]
             trained_on = [str(c) for c in json.loads(described["columns"])]
         else:
-            self.classes = [str(c) for c in self.model.classes_]
+            # A regressor has no classes: it answers one number per record (`values`).
+            self.regression = not hasattr(self.model, "classes_")
+            self.classes = [] if self.regression else [str(c) for c in self.model.classes_]
             trained_on = [str(c) for c in self.model.feature_names_in_]
         if trained_on != [f.name for f in features]:
             raise cli.UserError(
@@ -69,11 +74,26 @@ class Predictor:
     def proba(self, columns: Columns) -> np.ndarray:
         """Probabilities, one row per record and one column per class (in `classes` order)."""
         if self.session is None:
-            numeric = [f.name for f in self.features if f.numeric]
-            categorical = [f.name for f in self.features if not f.numeric]
-            frame = pd.DataFrame({f.name: columns[f.name] for f in self.features})
-            return np.asarray(self.model.predict_proba(model_input(frame, numeric, categorical)))
-        feeds = {
+            return np.asarray(self.model.predict_proba(self.frame(columns)))
+        return np.asarray(self.session.run(["probabilities"], self.feeds(columns))[0], np.float64)
+
+    def values(self, columns: Columns) -> np.ndarray:
+        """A regressor's prediction of each record."""
+        if self.session is None:
+            return np.asarray(self.model.predict(self.frame(columns)), dtype=np.float64)
+        (values,) = self.session.run(["variable"], self.feeds(columns))
+        return np.asarray(values, dtype=np.float64).ravel()
+
+    def frame(self, columns: Columns) -> pd.DataFrame:
+        """scikit-learn's input: the model_input of the columns."""
+        numeric = [f.name for f in self.features if f.numeric]
+        categorical = [f.name for f in self.features if not f.numeric]
+        frame = pd.DataFrame({f.name: columns[f.name] for f in self.features})
+        return model_input(frame, numeric, categorical)
+
+    def feeds(self, columns: Columns) -> dict[str, np.ndarray]:
+        """ONNX Runtime's input: one column per input, float32 numbers and text."""
+        return {
             name: (
                 np.asarray(columns[f.name], dtype=np.float32)
                 if f.numeric
@@ -81,28 +101,39 @@ class Predictor:
             ).reshape(-1, 1)
             for name, f in zip(self.inputs, self.features, strict=True)
         }
-        return np.asarray(self.session.run(["probabilities"], feeds)[0], dtype=np.float64)
 
     def labels(self, proba: np.ndarray) -> list[str]:
-        return list(self.class_array[proba.argmax(axis=1)])
+        return list(self.labels_of(proba))
+
+    def labels_of(self, proba: np.ndarray) -> np.ndarray:
+        """The most probable class of each row, as an array (a column of `make predict`)."""
+        return self.class_array[proba.argmax(axis=1)]
 
 
 def predict_frame(
     predictor: Predictor, frame: pd.DataFrame, ranges: contract.Ranges | None = None
 ) -> pd.DataFrame:
-    """The input rows with the predicted class and each class's probability; with ranges, the
-    features of each row outside their training range, comma-separated."""
+    """The input rows with the predicted class and each class's probability (a regression: the
+    predicted number); with ranges, the features of each row outside their training range,
+    comma-separated."""
     columns = {f.name: frame[f.name].to_numpy() for f in predictor.features}
-    proba = predictor.proba(columns)
+    if predictor.regression:
+        values = predictor.values(columns)
+        proba = values.reshape(-1, 1)
+    else:
+        proba = predictor.proba(columns)
     unanswered = np.flatnonzero(~np.isfinite(proba).all(axis=1))
     if len(unanswered):
         rows = ", ".join(str(int(frame.index[i]) + 1) for i in unanswered[: contract.SHOWN_ROWS])
         raise cli.UserError(
-            f"the model gives no finite probability for rows {rows}"
+            f"the model gives no finite {'prediction' if predictor.regression else 'probability'} "
+            f"for rows {rows}"
             f"{' and more' if len(unanswered) > contract.SHOWN_ROWS else ''}: "
             "their values are too far from the training data"
         )
-    answers: dict[str, Any] = {"prediction": predictor.class_array[proba.argmax(axis=1)]}
+    answers: dict[str, Any] = {
+        "prediction": proba[:, 0] if predictor.regression else predictor.labels_of(proba)
+    }
     answers.update({f"probability_{name}": proba[:, i] for i, name in enumerate(predictor.classes)})
     if ranges is not None:
         flagged = ranges.flagged(ranges.outside(columns, len(frame)))

@@ -1,4 +1,5 @@
-"""The model as an HTTP service: a strict contract from the training schema, ONNX when exported."""
+"""The model as an HTTP service: a strict contract from the training schema, ONNX when exported;
+a class with its probabilities, or a regression's number."""
 
 import gc
 import json
@@ -29,6 +30,7 @@ FOLDER = Path(MODEL.stored.path)
 SETTINGS: dict[str, Any] = json.loads((FOLDER / "serve.json").read_text())
 FEATURES = contract.load_text((FOLDER / "contract.json").read_text())
 REFUSE = SETTINGS["out_of_range"] == "refuse"
+REGRESSION = SETTINGS.get("task") == "regression"  # older models stored no task: classifiers
 Record = contract.record_model(FEATURES, SETTINGS["accept_unseen_categories"], REFUSE)
 Records = Annotated[list[Record], Field(min_length=1, max_length=SETTINGS["max_records"])]  # type: ignore[valid-type]
 TIMEOUT = 10  # seconds for a whole request; the guards' read_timeout is shorter
@@ -60,8 +62,19 @@ DRIFT = bentoml.metrics.Gauge(
 )
 PREDICTION_DRIFT = bentoml.metrics.Gauge(
     name="model_prediction_drift",
-    documentation="Population stability index of the predicted classes over the recent requests",
+    documentation="Population stability index of the predictions (classes, or a regression's "
+    "numbers in the training deciles) over the recent requests",
     multiprocess_mode="max",
+)
+# A regression's answers, in buckets at the deciles of its answers on the training data.
+VALUE = (
+    bentoml.metrics.Histogram(
+        name="model_prediction_value",
+        documentation="A regression's predicted value",
+        buckets=json.loads((FOLDER / "reference.json").read_text())["prediction"]["edges"],
+    )
+    if REGRESSION
+    else None
 )
 
 
@@ -90,21 +103,39 @@ class Request(bentoml.IODescriptor):  # type: ignore[misc]
         return contract.validate_json(cls, await request.body() if body is None else body, FEATURES)
 
 
+FLAGGED = (
+    "The record's features outside their training range, answered all the same "
+    "(serve.out_of_range: flag); with refuse, such a record gets a 400 instead"
+)
+
+
 class Prediction(BaseModel):
     label: str
     probabilities: dict[str, float]
-    out_of_range: list[str] = Field(
-        default=[],
-        description="The record's features outside their training range, answered all the same "
-        "(serve.out_of_range: flag); with refuse, such a record gets a 400 instead",
-    )
+    out_of_range: list[str] = Field(default=[], description=FLAGGED)
 
 
 class Predictions(BaseModel):
-    """The answer's documented shape: answer() writes its JSON without building these models."""
+    """The answer's documented shape: answer() writes its JSON without building these models (as
+    estimate() does of Estimates)."""
 
     model_version: str
     predictions: list[Prediction]
+
+
+class Estimate(BaseModel):
+    prediction: float
+    out_of_range: list[str] = Field(default=[], description=FLAGGED)
+
+
+class Estimates(BaseModel):
+    model_version: str
+    predictions: list[Estimate]
+
+
+# The answer, and so the OpenAPI document, follows the model: classes or numbers.
+Answer = Estimates if REGRESSION else Predictions
+REGRESSED = "A predicted number for records that meet the training schema."
 
 
 @bentoml.service(
@@ -128,7 +159,7 @@ class Classifier:
         stats = json.loads((FOLDER / "reference.json").read_text())
         self.drift = OnlineDrift(FEATURES, stats, SETTINGS["window"])
         self.unseen: dict[str, list[Any]] = {f.name: [] for f in FEATURES}  # by the window yet
-        self.unseen_labels: list[str] = []
+        self.unseen_labels: list[Any] = []  # classes, or a regression's numbers
         self.drift_gauges = {f.name: DRIFT.labels(feature=f.name) for f in FEATURES}
         self.ranges = contract.Ranges(FEATURES)
         self.out_of_range = [OUT_OF_RANGE.labels(feature=name) for name in self.ranges.names]
@@ -143,12 +174,15 @@ class Classifier:
         gc.collect()
         gc.freeze()
 
-    # The OpenAPI document shows Predictions; the answer is its JSON, written once (BentoML would
+    # The OpenAPI document shows the Answer; the answer is its JSON, written once (BentoML would
     # validate a returned model again, dump it to a dict and then to JSON).
-    @bentoml.api(input_spec=Request, output_spec=Predictions)
+    @bentoml.api(input_spec=Request, output_spec=Answer)
     async def predict(self, records: Records) -> Response:
-        """Predict the class of each record, with every class's probability."""
+        """Predict the class of each record, with every class's probability (a regression: the
+        predicted number)."""
         columns = {f.name: [getattr(r, f.name) for r in records] for f in FEATURES}
+        if REGRESSION:
+            return self.estimate(records, columns)
         proba = self.predictor.proba(columns)
         finite = np.isfinite(proba).all(axis=1)
         if not finite.all():
@@ -178,6 +212,25 @@ class Classifier:
         body = json.dumps({"model_version": self.version, "predictions": predictions})
         return Response(body, media_type="application/json")
 
+    def estimate(self, records: list[Any], columns: dict[str, list[Any]]) -> Response:
+        """A regression's answer, the Estimates document as JSON: one number per record, observed
+        by the value histogram."""
+        values = self.predictor.values(columns)
+        finite = np.isfinite(values)
+        if not finite.all():
+            raise no_answer(np.flatnonzero(~finite).tolist())
+        flagged = [[]] * len(records) if REFUSE else self.flag(columns, len(records))
+        numbers = values.tolist()
+        for value in numbers:
+            VALUE.observe(value)  # type: ignore[union-attr]
+        self.monitor(records, columns, numbers, [[] for _ in numbers])
+        predictions = [
+            {"prediction": value, "out_of_range": outside}
+            for value, outside in zip(numbers, flagged, strict=True)
+        ]
+        body = json.dumps({"model_version": self.version, "predictions": predictions})
+        return Response(body, media_type="application/json")
+
     def flag(self, columns: dict[str, list[Any]], rows: int) -> list[list[str]]:
         """Each record's features outside their range, counted by feature."""
         outside = self.ranges.outside(columns, rows)
@@ -190,7 +243,7 @@ class Classifier:
         self,
         records: list[Any],
         columns: dict[str, list[Any]],
-        labels: list[str],
+        labels: list[Any],
         rows: list[list[float]],
     ) -> None:
         """Feed the drift gauges; log a share of the requests."""
@@ -210,7 +263,7 @@ class Classifier:
                 PREDICTION_DRIFT.set(indices["prediction"])
         if random.random() < SETTINGS["log_sample"]:
             now = datetime.now(UTC).isoformat(timespec="milliseconds")
-            classes = self.predictor.classes
+            classes = self.predictor.classes  # a regression has none
             for record, label, row in zip(records, labels, rows, strict=True):
                 probabilities = {f"probability_{c}": p for c, p in zip(classes, row, strict=True)}
                 line = {**record.model_dump(), "prediction": label, **probabilities}
@@ -242,7 +295,7 @@ SERVICE.mount_asgi_app(
         NAME,
         lambda: docs.openapi(
             SERVICE.openapi_spec.asdict(),
-            (SERVICE.inner.__doc__ or "").strip(),
+            REGRESSED if REGRESSION else (SERVICE.inner.__doc__ or "").strip(),
             SETTINGS["model_version"],
             docs.refusals(SETTINGS["max_body_bytes"], SETTINGS["read_timeout"]),
         ),
