@@ -25,7 +25,9 @@ EXTREMES = [contract.LARGEST, -contract.LARGEST, 1e30, -1e30, TINY, -TINY, 1e-45
 
 def pipeline(table: pd.DataFrame, p: Params) -> tuple[train.Fitted, pd.DataFrame]:
     schema = validate.infer(table, p.data, p.validate_.range_margin)
-    train_rows, test_rows = split.split(validate.check(table, schema, p.data), "cultivar", p.split)
+    train_rows, test_rows = split.split(
+        validate.check(table, schema, p.data, p.validate_), "cultivar", p.split
+    )
     return train.fit(train_rows, p.data, p.train), test_rows
 
 

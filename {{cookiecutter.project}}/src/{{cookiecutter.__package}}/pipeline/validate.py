@@ -214,7 +214,7 @@ def make_schema(raw: Path, out: Path, params: Params, path: Path = Path("params.
     )
     # Read again as the pipeline will: categorical columns as the text of the file.
     schema = infer(read_table(raw, data), data, params.validate_.range_margin)
-    out.write_text(schema.to_yaml())
+    out.write_text(str(schema.to_yaml()))  # a string: no stream is given
     roles.write_data_params(path, data)
     print(roles.table(decisions))
     print(f"\nwrote {out} and data.categorical/drop in {path}: review them, then commit them")
