@@ -14,7 +14,13 @@ import pytest
 from tumor_classifier import contract
 from tumor_classifier.cli import UserError
 from tumor_classifier.params import Params, load
-from tumor_classifier.pipeline import evaluate, export, split, train, validate
+from tumor_classifier.pipeline import (
+    evaluate,
+    export,
+    split,
+    train,
+    validate,
+)
 from tumor_classifier.serving.predict import Predictor
 
 from conftest import Served

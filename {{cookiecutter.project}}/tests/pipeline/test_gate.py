@@ -313,7 +313,13 @@ def test_main_reads_a_regression_metrics_file(project_params: Params, workdir: P
     write_params(workdir, project_params)
     (workdir / "metrics.json").write_text(regression(rmse=72.0, r2=-0.05).model_dump_json())
     result = subprocess.run(
-        [sys.executable, "-m", "tumor_classifier.pipeline.gate", "metrics.json", "gate.json"],
+        [
+            sys.executable,
+            "-m",
+            "tumor_classifier.pipeline.gate",
+            "metrics.json",
+            "gate.json",
+        ],
         capture_output=True,
         text=True,
     )
