@@ -122,7 +122,9 @@ def leak_score(feature: pd.Series, target: pd.Series, regression: bool = False) 
                 random_state=0,
             )
         )
-        leaves = tree.fit(feature.to_frame(), target).apply(feature.to_frame())
+        # A tree sees only a number's order: its ranks fit the tree's 32 bits at any scale.
+        ranks = feature.rank(method="dense").to_frame()
+        leaves = tree.fit(ranks, target).apply(ranks)
         groups = pd.Series(leaves, index=feature.index)
     else:
         groups = feature.astype(str)  # missing values are a group of their own ("nan")

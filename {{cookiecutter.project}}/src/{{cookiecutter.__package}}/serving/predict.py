@@ -48,7 +48,7 @@ class Predictor:
         # to import and unpickle) is never loaded. An older export has them in the pickle alone.
         described = self.session.get_modelmeta().custom_metadata_map if self.session else {}
         if "classes" in described and "columns" in described:
-            self.regression = described.get("task") == "regression"
+            self.regression = json.loads(described.get("task", "null")) == "regression"
             self.classes = [str(c) for c in json.loads(described["classes"])]
             trained_on = [str(c) for c in json.loads(described["columns"])]
         else:
