@@ -4,6 +4,7 @@ regression's RMSE, MAE and R² overall and per slice, with predicted-vs-actual a
 import json
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import joblib
@@ -107,27 +108,33 @@ def slice_labels(column: pd.Series, bins: int) -> pd.Series:
     return values.map(lambda v: f"{column.name}={v}").astype("category")
 
 
+def slice_masks(
+    frame: pd.DataFrame, column: str | None, bins: int, min_rows: int = 1
+) -> Iterator[tuple[str, np.ndarray]]:
+    """Each slice of the test set holding at least `min_rows` rows, and its rows' mask."""
+    if column is None:
+        return
+    if column not in frame:
+        raise cli.UserError(f"evaluate.slice.column {column!r} is not a column")
+    labels = slice_labels(frame[column], bins)
+    for label in labels.cat.categories:
+        mask = (labels == label).to_numpy()
+        if mask.sum() >= min_rows:
+            yield str(label), mask
+
+
 def slices(
     frame: pd.DataFrame, y_true: pd.Series, y_pred: np.ndarray, column: str | None, bins: int
 ) -> dict[str, SliceScores]:
     """Rows, accuracy and macro F1 of each slice of the test set."""
-    if column is None:
-        return {}
-    if column not in frame:
-        raise cli.UserError(f"evaluate.slice.column {column!r} is not a column")
-    labels = slice_labels(frame[column], bins)
-    result = {}
-    for label in labels.cat.categories:
-        mask = (labels == label).to_numpy()
-        if not mask.any():
-            continue
-        truth, pred = y_true[mask], y_pred[mask]
-        result[str(label)] = SliceScores(
+    return {
+        label: SliceScores(
             rows=int(mask.sum()),
-            accuracy=float(accuracy_score(truth, pred)),
-            f1=float(f1_score(truth, pred, average="macro", zero_division=0)),
+            accuracy=float(accuracy_score(y_true[mask], y_pred[mask])),
+            f1=float(f1_score(y_true[mask], y_pred[mask], average="macro", zero_division=0)),
         )
-    return result
+        for label, mask in slice_masks(frame, column, bins)
+    }
 
 
 def curves(
@@ -335,19 +342,12 @@ def regression_slices(
     frame: pd.DataFrame, y_true: np.ndarray, y_pred: np.ndarray, column: str | None, bins: int
 ) -> dict[str, RegressionSliceScores]:
     """Rows, RMSE, MAE and R² of each slice of the test set (R² needs two rows)."""
-    if column is None:
-        return {}
-    if column not in frame:
-        raise cli.UserError(f"evaluate.slice.column {column!r} is not a column")
-    labels = slice_labels(frame[column], bins)
-    result = {}
-    for label in labels.cat.categories:
-        mask = (labels == label).to_numpy()
-        if mask.sum() < 2:
-            continue
-        scores = regression_scores(y_true[mask], y_pred[mask])
-        result[str(label)] = RegressionSliceScores(rows=int(mask.sum()), **scores.model_dump())
-    return result
+    return {
+        label: RegressionSliceScores(
+            rows=int(mask.sum()), **regression_scores(y_true[mask], y_pred[mask]).model_dump()
+        )
+        for label, mask in slice_masks(frame, column, bins, min_rows=2)
+    }
 
 
 def evaluate_regression(
