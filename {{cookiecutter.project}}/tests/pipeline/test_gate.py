@@ -102,23 +102,22 @@ def test_unknown_metric_is_a_params_mistake(project_params: Params) -> None:
         gate.verdict(Metrics.model_validate(GOOD), bad)
 
 
+def gate_command(*args: str) -> subprocess.CompletedProcess[str]:
+    """The gate stage as dvc runs it, in the working directory."""
+    return subprocess.run(
+        [sys.executable, "-m", "tumor_classifier.pipeline.gate", *args],
+        capture_output=True,
+        text=True,
+    )
+
+
 @pytest.mark.score("I4")
 def test_command_line_fails_in_one_line_and_writes_nothing(
     project_params: Params, workdir: Path
 ) -> None:
     write_params(workdir, project_params)
     Path("metrics.json").write_text(with_("roc_auc", 0.6).model_dump_json())
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tumor_classifier.pipeline.gate",
-            "metrics.json",
-            "gate.json",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    result = gate_command("metrics.json", "gate.json")
     assert result.returncode == 1
     assert (
         result.stderr
@@ -130,17 +129,7 @@ def test_command_line_fails_in_one_line_and_writes_nothing(
 def test_metrics_of_another_shape_are_one_line(project_params: Params, workdir: Path) -> None:
     write_params(workdir, project_params)
     Path("metrics.json").write_text(json.dumps({**GOOD, "roc_auc": "high"}))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tumor_classifier.pipeline.gate",
-            "metrics.json",
-            "gate.json",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    result = gate_command("metrics.json", "gate.json")
     assert result.returncode == 1
     assert result.stderr.startswith("gate: metrics.json: roc_auc: Input should be a valid number")
 
@@ -162,14 +151,6 @@ def timed(wine: pd.DataFrame, wine_params: Params) -> dict[str, Latency]:
         "model": evaluate.latency(fitted.model, fitted.baseline, test, repeats),
         "forest": evaluate.latency(forest, fitted.baseline, test, repeats),
     }
-
-
-def gate_command(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tumor_classifier.pipeline.gate", *args],
-        capture_output=True,
-        text=True,
-    )
 
 
 def commit_champion(record: Latency) -> None:
@@ -312,17 +293,7 @@ def test_a_regressor_worse_than_the_dummy_fails_the_gate(
 def test_main_reads_a_regression_metrics_file(project_params: Params, workdir: Path) -> None:
     write_params(workdir, project_params)
     (workdir / "metrics.json").write_text(regression(rmse=72.0, r2=-0.05).model_dump_json())
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tumor_classifier.pipeline.gate",
-            "metrics.json",
-            "gate.json",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    result = gate_command("metrics.json", "gate.json")
     assert result.returncode == 1
     assert result.stderr.startswith("gate: r2 >= 0.1 failed (-0.05); r2 >= baseline 0 + 0.1 failed")
     assert not (workdir / "gate.json").exists()
