@@ -202,6 +202,12 @@ def test_bakes_exact_file_set(bake: Bake, python_version: str, dvc_remote: str) 
     assert pyproject["project"]["requires-python"] == f">={python_version},<3.14"
     dvc = next(d for d in pyproject["dependency-groups"]["pipeline"] if d.startswith("dvc"))
     assert dvc == ("dvc>=3.60" if dvc_remote == "local" else f"dvc[{dvc_remote}]>=3.60")
+    # The image's runtime holds the fsspec driver of its remote kind, and no other (the storage tier
+    # runs one of them).
+    drivers = {"s3": "s3fs", "gs": "gcsfs", "azure": "adlfs"}
+    runtime = {re.split(r"[<>=\[]", d)[0] for d in pyproject["project"]["dependencies"]}
+    expected_drivers = {drivers[dvc_remote]} if dvc_remote in drivers else set()
+    assert runtime & set(drivers.values()) == expected_drivers
     config = (project / ".dvc/config").read_text()
     scheme = {"local": "~/", "s3": "s3://", "gs": "gs://", "azure": "azure://"}[dvc_remote]
     assert f"remote = {dvc_remote}" in config
