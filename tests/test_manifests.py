@@ -40,7 +40,7 @@ EXPORTED_METRICS = {
     "model_info": "gauge",
     "model_rejected_requests_total": "counter",
     "model_feature_drift": "gauge",
-    # A regression's predicted values, and the prediction's index (classes or values) over the window.
+    # A regression's predicted values; the prediction's index (classes or values) over the window.
     "model_prediction_value": "histogram",
     "model_prediction_drift": "gauge",
     # The stream consumer's (components/stream): entries by outcome, the group's lag and pending.

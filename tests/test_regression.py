@@ -58,7 +58,8 @@ def test_the_task_follows_the_target_through_train_and_gate(regression: Path) ->
     assert metrics["rmse"] < metrics["baseline"]["rmse"]
     assert [name.split(" ")[0] for name in metrics["slices"]] == ["bmi"] * 3
     gate = json.loads((regression / "reports/gate.json").read_text())
-    assert gate["passed"] and gate["checks"][0]["check"].startswith("r2 ")
+    assert gate["passed"]
+    assert gate["checks"][0]["check"].startswith("r2 ")
     validation = json.loads((regression / "reports/validation.json").read_text())
     assert validation["unlabelled"] == UNLABELLED
     assert validation["rows"] == 442 - UNLABELLED
@@ -69,7 +70,8 @@ def test_the_task_follows_the_target_through_train_and_gate(regression: Path) ->
     card = (regression / "reports/model_card.md").read_text()
     assert "`sklearn.linear_model.Ridge` (a regression)" in card
     parity = json.loads((regression / "models/onnx/parity.json").read_text())
-    assert parity["exported"] and parity["max_prediction_difference"] < 1e-3
+    assert parity["exported"]
+    assert parity["max_prediction_difference"] < 1e-3
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +90,8 @@ def test_a_served_regression_answers_a_number(regression: Path, served: str) -> 
     assert status == 200
     (prediction,) = answer["predictions"]  # type: ignore[misc]
     assert set(prediction) == {"prediction", "out_of_range"}
-    assert isinstance(prediction["prediction"], float) and math.isfinite(prediction["prediction"])
+    assert isinstance(prediction["prediction"], float)
+    assert math.isfinite(prediction["prediction"])
 
 
 def test_make_predict_writes_a_number_per_row(regression: Path) -> None:
