@@ -76,14 +76,14 @@ class Metrics(Scores):
 
 
 class Latency(Record):
-    """reports/latency.json: milliseconds the model and its baseline take to predict the same
-    1,000 rows, timed in turn in one run. Their ratio is the model's own cost, which runs on
-    different machines can compare; the milliseconds alone are the machine's."""
+    """reports/latency.json: CPU milliseconds the model and its baseline take to predict the same
+    1,000 rows, timed in turn in one run (medians). Their ratio is the model's own cost, which runs
+    on different machines can compare; the milliseconds alone are the machine's."""
 
     rows: int
     model_ms: float
     baseline_ms: float
-    relative: float  # model_ms / baseline_ms
+    relative: float  # the median over the repeats of model / baseline, each pair timed in turn
 
 
 class RegressionScores(Record):

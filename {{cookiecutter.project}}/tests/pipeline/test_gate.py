@@ -171,7 +171,6 @@ def test_a_model_slower_than_the_champion_fails_the_gate(
     slower (each against the baseline, timed in turn in this run) fails; the model itself passes."""
     model, forest = timed["model"], timed["forest"]
     assert model.rows == forest.rows == 1000
-    assert model.relative == pytest.approx(model.model_ms / model.baseline_ms, rel=0.01)
     assert forest.relative > 2 * project_params.gate.max_slowdown * model.relative
     write_params(workdir, project_params)
     commit_champion(model)
