@@ -214,9 +214,9 @@ def stored_bundle(stored: Stored) -> bundle.Bundle:
 
 def poisoned(stored: Stored, failures: int) -> stream.Model:
     """The stream's model of the stored bundle, predicting flakily."""
-    stored_bundle_ = stored_bundle(stored)
-    model = stream.Model(stored_bundle_)
-    model.predictor = Flaky(stored_bundle_, failures)
+    model_bundle = stored_bundle(stored)
+    model = stream.Model(model_bundle)
+    model.predictor = Flaky(model_bundle, failures)
     return model
 
 
@@ -286,11 +286,11 @@ def test_a_regression_streams_the_services_number_for_each_record(
     regressor: Stored, broker: str, tmp_path: Path
 ) -> None:
     client: Any = redis.Redis.from_url(broker, decode_responses=True)
-    stored_ = stored_bundle(regressor)
-    features = stored_.features
+    model_bundle = stored_bundle(regressor)
+    features, predictor = model_bundle.features, model_bundle.predictor
     rows = regressor.test[[f.name for f in features]]
     records = [json.loads(r) for r in rows.to_json(orient="records", lines=True).splitlines()]
-    assert len(records) >= stored_.settings["window"] // 10  # enough to move the drift gauges
+    assert len(records) >= model_bundle.settings["window"] // 10  # enough to move the gauges
     good: dict[str, dict[str, object]] = {}
     bad: dict[str, str] = {}
     for i, record in enumerate(records):
@@ -310,6 +310,7 @@ def test_a_regression_streams_the_services_number_for_each_record(
     wait_for(lambda: metric(metrics, "stream_lag ") == 0, consumer, log, 10)
     assert metric(metrics, "model_prediction_value_count ") == len(good)
     assert metric(metrics, "model_feature_drift{") != 0
+    assert metric(metrics, "model_prediction_drift ") != 0  # the numbers' index, as the service's
     assert metric(metrics, 'stream_records_total{outcome="rejected"}') == len(bad)
     consumer.send_signal(signal.SIGTERM)
     assert consumer.wait(timeout=30) == 0
@@ -319,11 +320,11 @@ def test_a_regression_streams_the_services_number_for_each_record(
     # The service's answer of a regression, a number, beside the entry's id and the model version.
     answer = ("id", "model_version", "prediction")
     assert {tuple(sorted(fields)) for _, fields in estimates} == {answer}
-    assert {fields["model_version"] for _, fields in estimates} == {stored_.version}
+    assert {fields["model_version"] for _, fields in estimates} == {model_bundle.version}
     streamed = [json.loads(fields["prediction"]) for _, fields in estimates]
     assert all(type(value) is float for value in streamed)
     ordered = [good[fields["id"]] for _, fields in estimates]
-    expected = stored_.predictor.values({f.name: [r[f.name] for r in ordered] for f in features})
+    expected = predictor.values({f.name: [r[f.name] for r in ordered] for f in features})
     np.testing.assert_allclose(streamed, expected, rtol=1e-6)
     letters = {fields["id"]: fields["reason"] for _, fields in client.xrange("regression-dead")}
     assert letters.keys() == bad.keys()
