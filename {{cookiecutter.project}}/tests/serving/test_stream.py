@@ -83,8 +83,8 @@ def bad_fields(kind: str | None, row: dict[str, object]) -> dict[str, str]:
 
 def command(url: str, metrics: int, *options: str) -> list[str]:
     """`make stream`'s command against the broker at url, its metrics on that port."""
-    stream_ = [sys.executable, "-m", "tumor_classifier.serving.stream", "--url", url]
-    return [*stream_, "--metrics-port", str(metrics), *options]
+    module = "tumor_classifier.serving.stream"
+    return [sys.executable, "-m", module, "--url", url, "--metrics-port", str(metrics), *options]
 
 
 def start(
