@@ -705,6 +705,17 @@ def test_dashboard_shows_every_exported_metric_and_nothing_else(
     read = set().union(*map(metric_names, queries))
     assert read <= set(SERIES), read - set(SERIES)
     assert {SERIES[name] for name in read} == set(EXPORTED_METRICS)
+    # The stream consumers (job <project>-stream, by the PodMonitor's jobLabel): their throughput,
+    # lag, predictions and drift, as the service's.
+    streamed = [metric_names(query) for query in queries if 'job="$job-stream"' in query]
+    assert set().union(*streamed) >= {
+        "stream_records_total",
+        "stream_lag",
+        "stream_pending",
+        "model_predictions_total",
+        "model_feature_drift",
+        "model_prediction_drift",
+    }
     assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"])
     assert all(panel["datasource"]["uid"] == "${datasource}" for panel in dashboard["panels"])
 

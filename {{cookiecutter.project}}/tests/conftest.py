@@ -303,10 +303,15 @@ def flagging(
 
 
 @pytest.fixture(scope="session")
-def regressing(
+def regressor(
     diabetes: pd.DataFrame, diabetes_params: Params, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Served]:
-    """A diabetes regressor served as shipped: its answer is a number per record."""
-    stored_ = store(diabetes, serving(diabetes_params, "refuse"), tmp_path_factory.mktemp("regr"))
-    with serve(stored_) as url:
-        yield Served(url, stored_.folder, stored_.test)
+) -> Stored:
+    """A diabetes regressor in BentoML's store, with the shipped range policy."""
+    return store(diabetes, serving(diabetes_params, "refuse"), tmp_path_factory.mktemp("regr"))
+
+
+@pytest.fixture(scope="session")
+def regressing(regressor: Stored) -> Iterator[Served]:
+    """The diabetes regressor served as shipped: its answer is a number per record."""
+    with serve(regressor) as url:
+        yield Served(url, regressor.folder, regressor.test)

@@ -1,4 +1,5 @@
-"""The stream consumer against a real redis-server: a crash mid-stream loses and repeats nothing."""
+"""The stream consumer against a real redis-server: a crash mid-stream loses and repeats nothing;
+a regression streams the service's number for each record."""
 
 import asyncio
 import json
@@ -80,18 +81,19 @@ def bad_fields(kind: str | None, row: dict[str, object]) -> dict[str, str]:
     return {"record": json.dumps(changed[kind]) if kind in changed else kind}
 
 
-def start(stored: Stored, url: str, consumer: str, metrics: int, log: Path) -> subprocess.Popen:
-    command = [
-        sys.executable,
-        "-m",
-        "tumor_classifier.serving.stream",
-        "--url",
-        url,
-    ]
-    command += ["--consumer", consumer, "--batch", "20", "--claim-idle-ms", "500"]
+def command(url: str, metrics: int, *options: str) -> list[str]:
+    """`make stream`'s command against the broker at url, its metrics on that port."""
+    module = "tumor_classifier.serving.stream"
+    return [sys.executable, "-m", module, "--url", url, "--metrics-port", str(metrics), *options]
+
+
+def start(
+    stored: Stored, url: str, consumer: str, metrics: int, log: Path, *options: str
+) -> subprocess.Popen:
+    quick = ["--consumer", consumer, "--batch", "20", "--claim-idle-ms", "500", *options]
     with log.open("wb") as out:
         return subprocess.Popen(
-            [*command, "--metrics-port", str(metrics)],
+            command(url, metrics, *quick),
             cwd=ROOT,
             env=stored.env,
             stdout=out,
@@ -172,15 +174,8 @@ def test_a_crash_mid_stream_loses_nothing_and_predicts_each_record_once(
 
 def test_an_unreachable_broker_is_one_line(stored: Stored, tmp_path: Path) -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
-    command = [
-        sys.executable,
-        "-m",
-        "tumor_classifier.serving.stream",
-        "--url",
-        url,
-    ]
     result = subprocess.run(
-        [*command, "--metrics-port", str(free_port())],
+        command(url, free_port()),
         cwd=ROOT,
         env=stored.env,
         capture_output=True,
@@ -211,12 +206,17 @@ class Flaky(Predictor):
         return super().proba(columns)
 
 
-def poisoned(stored: Stored, failures: int) -> stream.Model:
-    """The stream's model of the stored bundle (as `make bento` wrote it), predicting flakily."""
+def stored_bundle(stored: Stored) -> bundle.Bundle:
+    """The model as `make bento` wrote it into the stored model's BentoML store."""
     (latest,) = (stored.folder / "bentoml/models").glob("*/latest")
-    stored_bundle = bundle.load(latest.parent / latest.read_text().strip())
-    model = stream.Model(stored_bundle)
-    model.predictor = Flaky(stored_bundle, failures)
+    return bundle.load(latest.parent / latest.read_text().strip())
+
+
+def poisoned(stored: Stored, failures: int) -> stream.Model:
+    """The stream's model of the stored bundle, predicting flakily."""
+    model_bundle = stored_bundle(stored)
+    model = stream.Model(model_bundle)
+    model.predictor = Flaky(model_bundle, failures)
     return model
 
 
@@ -280,3 +280,53 @@ def test_a_record_the_model_failed_on_once_is_predicted_on_its_next_delivery(
     assert sorted(found["predicted"]) == sorted([*found["ids"], found["poison"]])
     assert found["dead"] == {}
     assert found["pending"] == 0
+
+
+def test_a_regression_streams_the_services_number_for_each_record(
+    regressor: Stored, broker: str, tmp_path: Path
+) -> None:
+    client: Any = redis.Redis.from_url(broker, decode_responses=True)
+    model_bundle = stored_bundle(regressor)
+    features, predictor = model_bundle.features, model_bundle.predictor
+    rows = regressor.test[[f.name for f in features]]
+    records = [json.loads(r) for r in rows.to_json(orient="records", lines=True).splitlines()]
+    assert len(records) >= model_bundle.settings["window"] // 10  # enough to move the gauges
+    good: dict[str, dict[str, object]] = {}
+    bad: dict[str, str] = {}
+    for i, record in enumerate(records):
+        good[client.xadd("regression", {"record": json.dumps(record)})] = record
+        if i == 10:  # a record without its bmi, and one far outside the training range
+            missing = json.dumps({k: v for k, v in record.items() if k != "bmi"})
+            bad[client.xadd("regression", {"record": missing})] = "bmi: Field required"
+        if i == 20:
+            far = json.dumps({**record, "age": 1e9})
+            bad[client.xadd("regression", {"record": far})] = "age"
+
+    log, metrics = tmp_path / "stream.log", free_port()
+    names = ["--input", "regression", "--output", "estimates", "--dead-letter", "regression-dead"]
+    consumer = start(regressor, broker, "regressor", metrics, log, *names, "--group", "r")
+    handled = lambda: client.xlen("estimates") + client.xlen("regression-dead")  # noqa: E731
+    wait_for(lambda: handled() >= len(good) + len(bad), consumer, log, 120)
+    wait_for(lambda: metric(metrics, "stream_lag ") == 0, consumer, log, 10)
+    assert metric(metrics, "model_prediction_value_count ") == len(good)
+    assert metric(metrics, "model_feature_drift{") != 0
+    assert metric(metrics, "model_prediction_drift ") != 0  # the numbers' index, as the service's
+    assert metric(metrics, 'stream_records_total{outcome="rejected"}') == len(bad)
+    consumer.send_signal(signal.SIGTERM)
+    assert consumer.wait(timeout=30) == 0
+
+    estimates = client.xrange("estimates")
+    assert sorted(fields["id"] for _, fields in estimates) == sorted(good)
+    # The service's answer of a regression, a number, beside the entry's id and the model version.
+    answer = ("id", "model_version", "prediction")
+    assert {tuple(sorted(fields)) for _, fields in estimates} == {answer}
+    assert {fields["model_version"] for _, fields in estimates} == {model_bundle.version}
+    streamed = [json.loads(fields["prediction"]) for _, fields in estimates]
+    assert all(type(value) is float for value in streamed)
+    ordered = [good[fields["id"]] for _, fields in estimates]
+    expected = predictor.values({f.name: [r[f.name] for r in ordered] for f in features})
+    np.testing.assert_allclose(streamed, expected, rtol=1e-6)
+    letters = {fields["id"]: fields["reason"] for _, fields in client.xrange("regression-dead")}
+    assert letters.keys() == bad.keys()
+    for entry_id, reason in letters.items():
+        assert reason.startswith(bad[entry_id])

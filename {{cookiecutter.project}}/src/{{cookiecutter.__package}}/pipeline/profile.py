@@ -1,4 +1,4 @@
-"""Profile stage (EDA): statistics, missing values, class balance, correlations, distributions."""
+"""Profile stage (EDA): statistics, missing values, the target, correlations, distributions."""
 
 import math
 from pathlib import Path
@@ -42,7 +42,7 @@ def markdown(frame: pd.DataFrame, data: DataParams, params: ProfileParams) -> st
             render.table(
                 ["rows", "mean", "std", "min", "median", "max"], [[int(target["count"]), *stats]]
             ),
-            "![target distribution](class_balance.png)\n",
+            "![target distribution](target.png)\n",
         ]
     else:
         parts += [
@@ -51,7 +51,7 @@ def markdown(frame: pd.DataFrame, data: DataParams, params: ProfileParams) -> st
                 ["class", "rows", "share"],
                 [(str(k), int(v), v / len(frame)) for k, v in classes.items()],
             ),
-            "![class balance](class_balance.png)\n",
+            "![class balance](target.png)\n",
         ]
     parts += [
         "## Missing values\n",
@@ -114,7 +114,7 @@ def plot(frame: pd.DataFrame, data: DataParams, params: ProfileParams, out: Path
         ax.set(title=f"{data.target} (target)")
     else:
         frame[data.target].value_counts(dropna=False).plot.bar(ax=ax, title="class balance")
-    figures.save(fig, out / "class_balance.png")
+    figures.save(fig, out / "target.png")
     if numeric:
         cols = min(5, len(numeric))
         rows = math.ceil(len(numeric) / cols)

@@ -1,5 +1,8 @@
 """`make stream`: predictions for a Redis stream of records, by the service's model and contract.
 
+Each prediction is the service's answer for one record: the class and every class's probability
+from a classifier, the predicted number from a regression.
+
 Each input entry holds one record as JSON in its `record` field. A consumer group shares the
 entries among replicas; the predictions (and the refused records, with their reason) are written
 and the entries acknowledged in one transaction, so a consumer killed at any point loses nothing
@@ -24,7 +27,14 @@ from typing import Any
 import numpy as np
 import redis as sync_redis
 import redis.asyncio as redis
-from prometheus_client import Counter, Gauge, start_http_server
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    start_http_server,
+)
 from pydantic import BaseModel, ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
@@ -73,7 +83,8 @@ class Streams:
 class Model:
     """What the service loads, applied to stream entries."""
 
-    def __init__(self, stored: bundle.Bundle) -> None:
+    def __init__(self, stored: bundle.Bundle, registry: CollectorRegistry | None = None) -> None:
+        """registry: where a regression's value histogram is exported (the process's, in main)."""
         self.features = stored.features
         accept_unseen = stored.settings["accept_unseen_categories"]
         refuse = stored.settings["out_of_range"] == "refuse"  # as the service does
@@ -82,6 +93,14 @@ class Model:
         self.version = stored.version
         stats = json.loads((stored.folder / "reference.json").read_text())
         self.drift = OnlineDrift(self.features, stats, stored.settings["window"])
+        self.values: Histogram | None = None
+        if self.predictor.regression:
+            # The service's series of a regression's answers, in buckets at the training deciles.
+            edges = stats["prediction"]["edges"]
+            documentation = "A regression's predicted value"
+            self.values = Histogram(
+                "model_prediction_value", documentation, buckets=edges, registry=registry
+            )
 
     def parse(self, fields: dict[str, str]) -> BaseModel:
         """The entry's record, or Refused with one line that says what is wrong with it."""
@@ -96,8 +115,11 @@ class Model:
             raise Refused(f"{where}: {first['msg']}{more}") from None
 
     def predict(self, records: list[BaseModel]) -> list[Fields]:
-        """One output entry per record: the class, every class's probability, the model version."""
+        """One output entry per record: the class, every class's probability, the model version
+        (a regression: the predicted number and the model version)."""
         columns = {f.name: [getattr(r, f.name) for r in records] for f in self.features}
+        if self.values is not None:
+            return self.estimate(columns, self.values)
         proba = self.predictor.proba(columns)
         if not np.isfinite(proba).all():  # the service refuses these records too
             raise Refused("the model gives no finite probability for this record")
@@ -114,6 +136,17 @@ class Model:
             }
             for label, row in zip(labels, proba.tolist(), strict=True)
         ]
+
+    def estimate(self, columns: dict[str, list[Any]], histogram: Histogram) -> list[Fields]:
+        """A regression's output entries: the number (as JSON, like the service), the version."""
+        values = self.predictor.values(columns)
+        if not np.isfinite(values).all():  # the service refuses these records too
+            raise Refused("the model gives no finite prediction for this record")
+        numbers = values.tolist()
+        self.drift.observe(columns, numbers)
+        for value in numbers:
+            histogram.observe(value)
+        return [{"prediction": json.dumps(v), "model_version": self.version} for v in numbers]
 
     def update_gauges(self) -> None:
         indices = self.drift.indices()
@@ -285,7 +318,7 @@ def main(argv: list[str]) -> None:
             f"cannot reach the broker at {args.url} ({error}): start it or set REDIS_URL"
         ) from None
     stored = bundle.load()
-    model = Model(stored)
+    model = Model(stored, REGISTRY)
     INFO.labels(model_version=model.version, backend=model.predictor.backend).set(1)
     start_http_server(args.metrics_port)
     streams = Streams(args.input, args.output, args.dead_letter, args.group)
