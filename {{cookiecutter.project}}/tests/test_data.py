@@ -25,7 +25,7 @@ def test_text_columns_keep_their_nulls_in_every_format(tmp_path: Path, suffix: s
 
 
 def test_parquet_written_in_chunks_holds_what_pandas_writes(tmp_path: Path) -> None:
-    """TableWriter makes the Arrow table itself, faster than pandas: the same values, NaN as null."""
+    """TableWriter makes its Arrow tables itself (faster than pandas): the same values, NaN null."""
     frame = pd.DataFrame(
         {
             "x": [1.5, np.nan, -0.0],
@@ -39,7 +39,8 @@ def test_parquet_written_in_chunks_holds_what_pandas_writes(tmp_path: Path) -> N
         out.write(frame.iloc[:2])
         out.write(frame.iloc[2:])
     frame.to_parquet(tmp_path / "whole.parquet", index=False)
-    chunks, whole = pq.read_table(tmp_path / "chunks.parquet"), pq.read_table(tmp_path / "whole.parquet")
+    chunks = pq.read_table(tmp_path / "chunks.parquet")
+    whole = pq.read_table(tmp_path / "whole.parquet")
     assert chunks.column("x").null_count == 1  # a missing number is missing, not a NaN
     assert chunks.equals(whole)
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "chunks.parquet"), frame)
