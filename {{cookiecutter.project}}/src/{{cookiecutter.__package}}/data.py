@@ -96,7 +96,7 @@ def read_chunks(path: Path, data: DataParams, rows: int) -> Iterator[pd.DataFram
             import pyarrow.parquet as pq  # the pipeline's dependency, never the service's
 
             # Each column a block of its own: no copy into pandas' 2-D blocks. The numbers stay in
-            # Arrow's buffers, read-only: predictions are added beside them, never written into them.
+            # Arrow's buffers, read-only: predictions go beside them, never into them.
             batches = pq.ParquetFile(path).iter_batches(rows)
             chunks: Any = (b.to_pandas(split_blocks=True) for b in batches)
         elif path.suffix == ".csv":
