@@ -8,7 +8,9 @@ memory, in batches of the size of `make predict`'s chunks. `make predict`'s time
 module's imports (the same for any file) to its output written: loading the model (ONNX Runtime's
 session; scikit-learn too where no ONNX export serves), reading, checking, predicting, writing.
 Peak memory is against the smallest size's, and should stay flat, as `make predict` holds three
-chunks at most (one read ahead, one predicted, one being written).
+chunks at most (one read ahead, one predicted, one being written). Each side's CPU seconds (all its
+threads) are beside its time: on a shared machine the CPU ratio moves less than the wall-clock one,
+and it says how much of `make predict` is work beyond the model's (reading, checking, writing).
 
     python tests/bench_predict.py build/bench/tumor-classifier [--rows 100000 1000000]
 """
@@ -34,7 +36,7 @@ rows.to_parquet(sys.argv[2], index=False, row_group_size=100_000)
 
 # Run in the project's environment: rows/s of ONNX Runtime alone, on rows already in memory.
 FLOOR = """
-import json, sys, time
+import json, resource, sys, time
 from pathlib import Path
 import pandas as pd
 from tumor_classifier import contract
@@ -44,10 +46,14 @@ features = contract.from_schema(Path("data/schema.yaml").read_text(), load().dat
 predictor = Predictor(features, Path("models/model.joblib"), Path("models/onnx/model.onnx"))
 frame = pd.read_parquet(sys.argv[1])
 columns = {f.name: frame[f.name].to_numpy() for f in features}
-start = time.perf_counter()
+def cpu():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+start, cpu_start = time.perf_counter(), cpu()
 for at in range(0, len(frame), CHUNK_ROWS):
     predictor.proba({name: values[at : at + CHUNK_ROWS] for name, values in columns.items()})
-print(json.dumps({"rows_per_s": len(frame) / (time.perf_counter() - start)}))
+seconds = time.perf_counter() - start
+print(json.dumps({"rows_per_s": len(frame) / seconds, "cpu": cpu() - cpu_start}))
 """
 
 # Run in the project's environment: `make predict`'s code on a file, timed after its module's
@@ -56,11 +62,14 @@ MEASURE = """
 import json, resource, sys, time
 import onnxruntime  # imported where the model is loaded: an import, the same for any file
 from tumor_classifier.serving import predict
-start = time.perf_counter()
+def cpu():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+start, cpu_start = time.perf_counter(), cpu()
 predict.main(sys.argv[1:])
-seconds = time.perf_counter() - start
+seconds, cpu_seconds = time.perf_counter() - start, cpu() - cpu_start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-print(json.dumps({"seconds": seconds, "peak_mib": peak}))
+print(json.dumps({"seconds": seconds, "cpu": cpu_seconds, "peak_mib": peak}))
 """
 
 
@@ -83,21 +92,24 @@ def main() -> None:
     if not (project / "models/onnx/model.onnx").is_file():
         fail(f"no ONNX model in {project}: run make train there first")
     lines = [
-        "| rows | `make predict` | rows/s | floor rows/s | ÷ floor | peak memory | ÷ smallest |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| rows | `make predict` | rows/s | floor rows/s | ÷ floor | CPU s ÷ floor's "
+        "| peak memory | ÷ smallest |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    (project / "build").mkdir(exist_ok=True)
     base: dict[str, float] = {}
     for rows in sorted(args.rows):
         print(f"{rows} rows", file=sys.stderr)
         source, out = f"build/bench-rows-{rows}.parquet", f"build/bench-predictions-{rows}.parquet"
         in_project(SAMPLE, project, str(rows), source)
-        floor = json.loads(in_project(FLOOR, project, source))["rows_per_s"]
+        floor = json.loads(in_project(FLOOR, project, source))
         run = json.loads(in_project(MEASURE, project, source, out))
         base = base or run
         rate = rows / run["seconds"]
         lines.append(
-            f"| {rows:,} | {run['seconds']:.1f} s | {rate:,.0f} | {floor:,.0f} "
-            f"| {rate / floor:.2f}× | {run['peak_mib']:,.0f} MiB "
+            f"| {rows:,} | {run['seconds']:.1f} s | {rate:,.0f} | {floor['rows_per_s']:,.0f} "
+            f"| {rate / floor['rows_per_s']:.2f}× | {run['cpu']:.1f} ÷ {floor['cpu']:.1f} "
+            f"| {run['peak_mib']:,.0f} MiB "
             f"| {run['peak_mib'] / base['peak_mib']:.2f}× |"
         )
         for path in (source, out):

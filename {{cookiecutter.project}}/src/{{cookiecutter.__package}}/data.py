@@ -95,7 +95,10 @@ def read_chunks(path: Path, data: DataParams, rows: int) -> Iterator[pd.DataFram
         if path.suffix == ".parquet":
             import pyarrow.parquet as pq  # the pipeline's dependency, never the service's
 
-            chunks: Any = (b.to_pandas() for b in pq.ParquetFile(path).iter_batches(rows))
+            # Each column a block of its own: no copy into pandas' 2-D blocks. The numbers stay in
+            # Arrow's buffers, read-only: predictions go beside them, never into them.
+            batches = pq.ParquetFile(path).iter_batches(rows)
+            chunks: Any = (b.to_pandas(split_blocks=True) for b in batches)
         elif path.suffix == ".csv":
             chunks = pd.read_csv(path, dtype=dict.fromkeys(text_columns, str), chunksize=rows)
         else:
@@ -104,6 +107,22 @@ def read_chunks(path: Path, data: DataParams, rows: int) -> Iterator[pd.DataFram
             yield as_text(chunk, text_columns)
     except (ValueError, OSError) as error:
         raise UserError(f"{path}: cannot be read as {path.suffix[1:]} ({error})") from None
+
+
+def arrow_table(frame: pd.DataFrame) -> Any:
+    """The frame as pa.Table.from_pandas makes it (NaN as null), faster: numpy finds a float
+    column's NaNs in one pass, where Arrow's pandas conversion tests each value on its own."""
+    import pyarrow as pa
+
+    columns = {}
+    for name, column in frame.items():
+        # Plain numpy floats only: a categorical or nullable column keeps pandas' conversion.
+        if isinstance(column.dtype, np.dtype) and column.dtype.kind == "f":
+            values = column.to_numpy()
+            columns[str(name)] = pa.array(values, mask=np.isnan(values))
+        else:
+            columns[str(name)] = pa.Array.from_pandas(column)
+    return pa.table(columns)
 
 
 class TableWriter:
@@ -127,7 +146,7 @@ class TableWriter:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            table = pa.Table.from_pandas(frame, preserve_index=False)
+            table = arrow_table(frame)
             if self.parquet is None:
                 # A column of nulls only in the first chunk would be typed null: text holds both.
                 schema = pa.schema(
