@@ -82,13 +82,16 @@ class Guard:
             return
         length = headers.get(b"content-length", b"")
         declared = int(length) if length.isdigit() else 0
+        # One deadline for the body, read or drained: it stays under BentoML's request timeout.
+        deadline = asyncio.get_running_loop().time() + self.read_timeout
         try:
-            async with asyncio.timeout(self.read_timeout):
+            async with asyncio.timeout_at(deadline):
                 if declared > self.limit:
                     raise TooLarge(0, more=True)
                 body = await read(receive, self.limit)
         except TooLarge as large:
-            drained = declared <= DRAINED * self.limit and await self.drain(receive, large)
+            drainable = declared <= DRAINED * self.limit
+            drained = drainable and await self.drain(receive, large, deadline)
             message = f"body over {self.limit} bytes"
             await refuse(scope, send, 413, "body_too_large", message, close=not drained)
             return
@@ -109,13 +112,13 @@ class Guard:
             status, answer = 500, json.dumps({"error": FAULT}).encode()
         await respond(send, status, answer)
 
-    async def drain(self, receive: Receive, large: TooLarge) -> bool:
+    async def drain(self, receive: Receive, large: TooLarge, deadline: float) -> bool:
         """Read and drop the rest of a refused body, so that the client, still sending, reads
-        the 413 instead of a reset connection: True when it all arrived in time, within
+        the 413 instead of a reset connection: True when it all arrived by the deadline, within
         DRAINED times the limit."""
         size, more = large.size, large.more
         try:
-            async with asyncio.timeout(self.read_timeout):
+            async with asyncio.timeout_at(deadline):
                 while more:
                     message = await receive()
                     if message["type"] == "http.disconnect" or size > DRAINED * self.limit:
