@@ -1,5 +1,6 @@
-"""HTTP guards of the service: JSON bodies only, of bounded size and read time; refusals counted by
-reason and logged in one line each; request metrics whose labels an unknown path cannot multiply."""
+"""HTTP guards of the service, which answer its API route: JSON bodies only, of bounded size and
+read time; refusals counted by reason and logged in one line each; request metrics whose labels an
+unknown path cannot multiply."""
 
 import asyncio
 import json
