@@ -91,6 +91,7 @@ TESTS = [
     "pipeline/test_validate",
     "serving/test_batch",
     "serving/test_fuzz",
+    "serving/test_guards",
     "serving/test_monitor",
     "serving/test_predict",
     "serving/test_service",

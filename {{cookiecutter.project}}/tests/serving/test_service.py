@@ -428,6 +428,37 @@ def test_hostile_requests_get_a_4xx_that_says_what_is_wrong(
     assert errors == []
 
 
+def test_a_body_over_the_limit_is_read_to_its_end_and_the_connection_kept(
+    served: Served, record: dict[str, Any], params: Params
+) -> None:
+    """A client still sending its body reads the 413, not a reset connection, and goes on."""
+    limit = params.serve.max_body_bytes
+    parts = urlsplit(served.url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+    try:
+        for name, oversized in (
+            ("with its length", b'{"records": [' + b" " * (3 * limit) + b"]}"),
+            ("chunked", iter([b" " * 65536] * (3 * limit // 65536))),
+        ):
+            connection.request("POST", "/predict", oversized, JSON)
+            response = connection.getresponse()
+            assert (response.status, response.getheader("connection")) == (413, None), name
+            assert json.loads(response.read()) == {"error": f"body over {limit} bytes"}, name
+            connection.request("POST", "/predict", body(records=[record]), JSON)
+            response = connection.getresponse()
+            assert response.status == 200, name
+            response.read()
+    finally:
+        connection.close()
+    # A body announced far past the limit is not read: its 413 closes the connection at once.
+    head = "POST /predict HTTP/1.1\r\nHost: test\r\ncontent-type: application/json\r\n"
+    head += f"content-length: {100 * limit}\r\n\r\n"
+    seconds, answer = raw(served.url, head.encode())
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    assert b"connection: close" in answer.lower()
+    assert seconds < params.serve.read_timeout
+
+
 def test_every_refusal_is_documented_with_the_body_it_has(
     served: Served, record: dict[str, Any], features: dict[str, contract.Feature], params: Params
 ) -> None:

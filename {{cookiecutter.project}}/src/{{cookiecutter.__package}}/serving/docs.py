@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
-# BentoML's refusals: {"error": ...}, with each validation error under "detail" for a 400
-# (_bentoml_impl/server/app.py, api_endpoint_wrapper); the guards answer in the same shape.
+# The refusals: {"error": ...}, with each validation error under "detail" for a 400, as the guards
+# write them (guards.refuse, guards.invalid) in BentoML's shape (_bentoml_impl/server/app.py).
 ERROR = {
     "type": "object",
     "required": ["error"],

@@ -1,5 +1,6 @@
-"""HTTP guards of the service: JSON bodies only, of bounded size and read time; refusals counted by
-reason and logged in one line each; request metrics whose labels an unknown path cannot multiply."""
+"""HTTP guards of the service, which answer its API route: JSON bodies only, of bounded size and
+read time; refusals counted by reason and logged in one line each; request metrics whose labels an
+unknown path cannot multiply."""
 
 import asyncio
 import json
@@ -8,7 +9,6 @@ from collections.abc import Awaitable, Callable, Collection, MutableMapping
 from typing import Any
 
 import bentoml
-from bentoml.exceptions import BentoMLException
 from pydantic import ValidationError
 
 Scope = MutableMapping[str, Any]
@@ -22,35 +22,51 @@ REJECTED = bentoml.metrics.Counter(
     documentation="Requests refused with a 4xx, by reason",
     labelnames=["reason"],
 )
-# BentoML's own logger of failed requests (bentoml._internal.server.http_app.log_exception): its
-# refusals, as ClientMistakes rewrites them, and ours read alike.
+# The logger BentoML names its failed requests with (bentoml._internal.server.http_app).
 REFUSALS = logging.getLogger("bentoml._internal.server.http_app")
+FAULTS = logging.getLogger(__name__)
 MEDIA_TYPE = b"application/json"
-# Where the guard leaves the body it read, so that the service parses it without reading it again.
-BODY = "guarded_body"
+JSON_HEADERS = [(b"content-type", MEDIA_TYPE)]
+DRAINED = 8  # a refused body up to this many times the limit is read to its end and dropped
+# BentoML's answer to an exception (_bentoml_impl/server/app.py, api_endpoint_wrapper).
+FAULT = "An unexpected error has occurred, please check the server log."
+Answer = Callable[[bytes], bytes]
 
 
 class TooLarge(Exception):
-    """The body has grown past the limit."""
+    """The body has grown past the limit; `more` when the client has not sent all of it."""
+
+    def __init__(self, size: int, more: bool) -> None:
+        super().__init__(size)
+        self.size, self.more = size, more
 
 
 class Guard:
-    """ASGI middleware in front of the API routes: 415 for a body that is not JSON, 413 for one
-    over max_body_bytes, 408 for one that has not arrived within read_timeout seconds; every 4xx
-    counted by reason.
+    """ASGI middleware that answers the API routes itself: 415 for a body that is not JSON, 413 for
+    one over max_body_bytes, 408 for one that has not arrived within read_timeout seconds, 400 for
+    one that breaks the contract; every 4xx counted by reason and logged in one line.
 
     BentoML would read any body whole, without a limit or a deadline (its request timeout then
     answers 504, counted as a server error), and would parse multipart or form bodies it cannot
-    validate (a 500). It adds this middleware inside its timeout and concurrency middlewares
-    (_bentoml_impl/server/app.py, ServiceAppFactory.middlewares), so the deadline here must stay
-    under the request timeout.
+    validate (a 500). Its own request path (a router, a context middleware, a request object, a
+    background task per request) costs more CPU than the model, so the guard hands the body it
+    read to `answer`, the service's parse, predict and write. BentoML adds this middleware inside
+    its metrics, tracing, timeout and concurrency middlewares (_bentoml_impl/server/app.py,
+    ServiceAppFactory.middlewares): those still see every request, and the deadline here must
+    stay under the request timeout.
     """
 
     def __init__(
-        self, app: App, routes: Collection[str], max_body_bytes: int, read_timeout: float
+        self,
+        app: App,
+        routes: Collection[str],
+        answer: Answer,
+        max_body_bytes: int,
+        read_timeout: float,
     ) -> None:
         self.app = app
         self.routes = frozenset(routes)
+        self.answer = answer
         self.limit = max_body_bytes
         self.read_timeout = read_timeout
 
@@ -63,47 +79,56 @@ class Guard:
         if media != MEDIA_TYPE:
             shown = media[:60].decode("latin-1") or "none"
             reason = f"the body must be application/json (content-type: {shown})"
-            await refuse(scope, send, 415, "unsupported_media_type", reason)
+            await refuse(scope, send, 415, "unsupported_media_type", reason, close=True)
             return
         length = headers.get(b"content-length", b"")
+        declared = int(length) if length.isdigit() else 0
+        # One deadline for the body, read or drained: it stays under BentoML's request timeout.
+        deadline = asyncio.get_running_loop().time() + self.read_timeout
         try:
-            if length.isdigit() and int(length) > self.limit:
-                raise TooLarge
-            async with asyncio.timeout(self.read_timeout):
+            async with asyncio.timeout_at(deadline):
+                if declared > self.limit:
+                    raise TooLarge(0, more=True)
                 body = await read(receive, self.limit)
-        except TooLarge:
-            await refuse(scope, send, 413, "body_too_large", f"body over {self.limit} bytes")
+        except TooLarge as large:
+            drainable = declared <= DRAINED * self.limit
+            drained = drainable and await self.drain(receive, large, deadline)
+            message = f"body over {self.limit} bytes"
+            await refuse(scope, send, 413, "body_too_large", message, close=not drained)
             return
         except TimeoutError:
             reason = f"the body did not arrive within {self.read_timeout:g} s"
-            await refuse(scope, send, 408, "body_timeout", reason)
+            await refuse(scope, send, 408, "body_timeout", reason, close=True)
             return
         if body is None:  # the client left
             return
-        scope[BODY] = body
-        sent = False
+        try:
+            status, answer = 200, self.answer(body)
+        except ValidationError as error:
+            status, answer = 400, invalid(error)
+            REJECTED.labels(reason=str(error.errors()[0]["type"])).inc()
+            REFUSALS.info("refused %s: %s", scope["path"], described(error))
+        except Exception:
+            FAULTS.exception("%s failed", scope["path"])
+            status, answer = 500, json.dumps({"error": FAULT}).encode()
+        await respond(send, status, answer)
 
-        async def replay() -> Message:
-            nonlocal sent
-            if sent:
-                return {"type": "http.disconnect"}
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        status = 0
-        errors = bytearray()
-
-        async def watched(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            elif 400 <= status < 500:
-                errors.extend(message.get("body", b""))
-            await send(message)
-
-        await self.app(scope, replay, watched)
-        if 400 <= status < 500:
-            REJECTED.labels(reason=reason_of(status, bytes(errors))).inc()
+    async def drain(self, receive: Receive, large: TooLarge, deadline: float) -> bool:
+        """Read and drop the rest of a refused body, so that the client, still sending, reads
+        the 413 instead of a reset connection: True when it all arrived by the deadline, within
+        DRAINED times the limit."""
+        size, more = large.size, large.more
+        try:
+            async with asyncio.timeout_at(deadline):
+                while more:
+                    message = await receive()
+                    if message["type"] == "http.disconnect" or size > DRAINED * self.limit:
+                        return False
+                    size += len(message.get("body", b""))
+                    more = message.get("more_body", False)
+        except TimeoutError:
+            return False
+        return True
 
 
 async def read(receive: Receive, limit: int) -> bytes | None:
@@ -115,57 +140,49 @@ async def read(receive: Receive, limit: int) -> bytes | None:
             return None
         chunks.append(message.get("body", b""))
         size += len(chunks[-1])
-        if size > limit:
-            raise TooLarge
         more = message.get("more_body", False)
+        if size > limit:
+            raise TooLarge(size, more)
     return b"".join(chunks)
 
 
-async def refuse(scope: Scope, send: Send, status: int, reason: str, message: str) -> None:
-    """Answer {"error": message} and close the connection: the rest of the body is not read."""
-    REJECTED.labels(reason=reason).inc()
-    REFUSALS.info("refused %s: %s", scope["path"], reason)
-    body = json.dumps({"error": message}).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close"),  # uvicorn closes after the response (httptools_impl.send)
-    ]
+async def respond(send: Send, status: int, body: bytes, close: bool = False) -> None:
+    """A JSON answer in two messages; with close, the connection closes after it (uvicorn's
+    httptools_impl.send reads the header)."""
+    headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
-class ClientMistakes(logging.Filter):
-    """BentoML logs each refused request as an ERROR with a traceback that quotes the input. A
-    client's mistake is not the server's error: one line, without the values, is enough (the
-    model_rejected_requests_total metric counts them by reason)."""
+async def refuse(
+    scope: Scope, send: Send, status: int, reason: str, message: str, close: bool
+) -> None:
+    """Answer {"error": message}, counted and logged; close when the body was not read whole."""
+    REJECTED.labels(reason=reason).inc()
+    REFUSALS.info("refused %s: %s", scope["path"], reason)
+    await respond(send, status, json.dumps({"error": message}).encode(), close)
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, ValidationError):
-            shown = "; ".join(f"{where(e['loc'])}: {e['type']}" for e in error.errors()[:3])
-        elif isinstance(error, BentoMLException) and error.error_code < 500:
-            shown = type(error).__name__
-        else:
-            return True
-        path = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
-        record.msg, record.args = "refused %s: %s", (path, shown)
-        record.levelno, record.levelname = logging.INFO, "INFO"
-        record.exc_info, record.exc_text = None, None
-        return True
+
+def invalid(error: ValidationError) -> bytes:
+    """The 400 of a body that breaks the contract, each problem under `detail` (the shape of
+    BentoML's answer to a ValidationError, which its OpenAPI document and ours publish), without
+    the values sent."""
+    detail = error.errors(include_url=False, include_context=False, include_input=False)
+    count = len(detail)
+    message = f"{count} validation error{'s' if count > 1 else ''} for {error.title}"
+    return json.dumps({"error": message, "detail": detail}).encode()
+
+
+def described(error: ValidationError) -> str:
+    """The log line's account of a refused body: where and what, for the first three problems."""
+    return "; ".join(f"{where(e['loc'])}: {e['type']}" for e in error.errors()[:3])
 
 
 def where(loc: tuple[int | str, ...]) -> str:
     """records.0.spend; a client's long field name cut short, so that it cannot flood the log."""
     return ".".join(str(part)[:60] for part in loc) or "body"
-
-
-def reason_of(status: int, body: bytes) -> str:
-    """The first validation error's type (missing, extra_forbidden, ...), or the status."""
-    try:
-        return str(json.loads(body)["detail"][0]["type"])
-    except (ValueError, KeyError, IndexError, TypeError):
-        return f"http_{status}"
 
 
 OTHER = "other"  # the endpoint label of every path the service does not serve
