@@ -15,6 +15,7 @@ import joblib
 import mlflow
 import numpy as np
 import pandas as pd
+from dvc.scm import RevError
 from sklearn.base import is_regressor
 from sklearn.calibration import calibration_curve
 from sklearn.inspection import permutation_importance
@@ -32,7 +33,6 @@ from sklearn.metrics import (
     roc_curve,
     root_mean_squared_error,
 )
-from dvc.scm import RevError
 from sklearn.pipeline import Pipeline
 
 from .. import cli, figures, render, tracking
@@ -198,7 +198,7 @@ def committed_model(revision: str, path: Path) -> bytes:
             continue
         # DVC and its git layer raise many kinds here (no git clone, no output at that revision,
         # an unreachable remote): each only means there is no champion to score.
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:
             raise LookupError(f"{path} at {name}: {str(error).splitlines()[0]}") from None
     raise LookupError(f"no revision {revision!r} in this clone")
 
@@ -232,7 +232,7 @@ def staleness(
     try:
         # A model of another scikit-learn version or task can fail in many ways to load or score.
         theirs = task_scores(joblib.load(io.BytesIO(champion)), test, params)
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         note = f"the champion cannot score this test set: {str(error).splitlines()[0]}"
         return Staleness(champion=revision, champion_md5=digest, note=note)
     gap = {name: mine[name] - theirs[name] for name in mine if name in theirs}
@@ -571,8 +571,8 @@ def main(argv: list[str]) -> None:
         stale = staleness(champion, metrics.scores(), test, params)
     except LookupError as error:
         stale = Staleness(champion=params.gate.champion, note=f"no champion model: {error}")
-    task = "regression" if is_regressor(model) else "classification"
-    card += "\n" + "\n".join(stale_lines(stale, params.gate.for_task(task).metric))
+    gate = params.gate.for_task("regression" if is_regressor(model) else "classification")
+    card += "\n" + "\n".join(stale_lines(stale, gate.metric))
     (args.reports / "staleness.json").write_text(stale.model_dump_json(indent=2) + "\n")
     (args.reports / "model_card.md").write_text(card)
     log(metrics, args.models / "model.joblib", args.reports)
