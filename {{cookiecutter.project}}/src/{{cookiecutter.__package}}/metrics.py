@@ -86,6 +86,20 @@ class Latency(Record):
     relative: float  # the median over the repeats of model / baseline, each pair timed in turn
 
 
+class Staleness(Record):
+    """reports/staleness.json: the champion (the model committed on gate.champion) scored on this
+    run's test set beside the new model: what keeping the old model on today's data would cost.
+    Without a champion to score, `note` says why and the scores are empty."""
+
+    champion: str  # the revision
+    champion_md5: str | None = None
+    champion_scores: dict[str, float] = {}
+    # The new model's score minus the champion's, per metric, on the same rows (for an error
+    # metric such as log_loss or rmse, a negative gap is the new model doing better).
+    gap: dict[str, float] = {}
+    note: str | None = None
+
+
 class RegressionScores(Record):
     """A regression's scores on the test set, in the target's units (RMSE, MAE) and R²."""
 

@@ -222,6 +222,35 @@ def test_a_better_challenger_shows_what_changed_and_why(repo: Path, project_para
     ) in md
 
 
+@pytest.mark.score("M4")
+def test_the_report_shows_the_current_model_on_todays_data_beside_the_retrained(
+    repo: Path, project_params: Params
+) -> None:
+    write(project_params, CHAMPION, data=NEW_DATA, model=NEW_MODEL)
+    stale = {"accuracy": 0.81, "log_loss": 0.4}
+    record = {
+        "champion": "main",
+        "champion_scores": stale,
+        "gap": {"accuracy": 0.15, "log_loss": -0.3},
+    }
+    Path("reports/staleness.json").write_text(json.dumps(record))
+    md = run().splitlines()
+    title = "### Staleness: `main`'s model on the challenger's test set"
+    table = md[md.index(title) + 2 :][:4]
+    assert table == [
+        "| metric | current model | retrained (challenger) | gap |",
+        "|---|---|---|---|",
+        "| accuracy | 0.81 | 0.96 | +0.1500 |",
+        "| log_loss | 0.4 | 0.1 | -0.3000 |",
+    ]
+    note = {"champion": "main", "note": "no champion model: no revision 'main' in this clone"}
+    Path("reports/staleness.json").write_text(json.dumps(note))
+    md = run().splitlines()
+    assert md[md.index(title) + 2] == f"Not measured: {note['note']}."
+    Path("reports/staleness.json").unlink()
+    assert not [line for line in run().splitlines() if line.startswith("### Staleness")]
+
+
 def test_a_challenger_failing_the_gate_gets_its_verdict_without_the_gate_stage(
     repo: Path, project_params: Params
 ) -> None:

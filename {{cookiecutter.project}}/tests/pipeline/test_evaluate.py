@@ -1,6 +1,9 @@
 """Evaluate stage: metrics overall, per class and per slice; curves; the model card; MLflow."""
 
+import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -11,7 +14,7 @@ import pandas as pd
 import pytest
 
 from tumor_classifier.cli import UserError
-from tumor_classifier.metrics import CrossValidation, Latency
+from tumor_classifier.metrics import CrossValidation, Latency, Staleness
 from tumor_classifier.params import Params
 from tumor_classifier.pipeline import evaluate, split, train
 
@@ -142,6 +145,87 @@ def test_main_writes_metrics_plots_card_and_logs_to_mlflow(
     (run,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
     assert run.data.metrics["accuracy"] == metrics["accuracy"]
     assert run.data.tags["evaluated"] == "true"
+    # Outside a git clone there is no champion to score: said in the record and the card.
+    stale = Staleness.read(Path("reports/staleness.json"))
+    assert stale.note is not None
+    assert stale.note.startswith("no champion model: models/model.joblib at main: ")
+    assert "- champion `main` not scored: no champion model" in card
+
+
+def fitted_bytes(table: pd.DataFrame, p: Params) -> tuple[bytes, pd.DataFrame]:
+    """A model of the table's training split, as the file DVC stores, and its test split; of
+    one candidate: these tests are of staleness, not of the tuning."""
+    train_rows, test_rows = split.split(table, p.data.target, p.split)
+    search = p.train.search.model_copy(update={"space": {"C": [1.0]}})
+    file = io.BytesIO()
+    joblib.dump(
+        train.fit(train_rows, p.data, p.train.model_copy(update={"search": search})).model, file
+    )
+    return file.getvalue(), test_rows
+
+
+@pytest.mark.score("M4")
+def test_a_champion_of_shifted_data_scores_far_below_the_retrained_model(
+    wine: pd.DataFrame, wine_params: Params
+) -> None:
+    """The champion learnt on an older world where every feature read two standard deviations
+    higher; on today's rows it is far worse than a model retrained on them. A champion of today's
+    world (another sample of it) is as good: the gap measures staleness, not chance."""
+    p, features = wine_params, wine.columns.drop("cultivar")
+    mine, today = fitted_bytes(wine, p)
+    my_scores = evaluate.task_scores(joblib.load(io.BytesIO(mine)), today, p)
+    old = wine.copy()
+    old[features] += 2 * wine[features].std()
+    stale = evaluate.staleness(fitted_bytes(old, p)[0], my_scores, today, p)
+    assert stale.note is None
+    assert stale.gap["accuracy"] > 0.3
+    assert stale.gap["accuracy"] == pytest.approx(
+        my_scores["accuracy"] - stale.champion_scores["accuracy"]
+    )
+    resampled = p.model_copy(update={"split": p.split.model_copy(update={"seed": 7})})
+    fresh = evaluate.staleness(fitted_bytes(wine, resampled)[0], my_scores, today, p)
+    assert abs(fresh.gap["accuracy"]) < 0.1
+    assert abs(fresh.gap["roc_auc"]) < 0.05
+
+
+def test_a_champion_that_cannot_read_the_data_is_noted_not_scored(
+    wine: pd.DataFrame, wine_params: Params
+) -> None:
+    champion, today = fitted_bytes(wine, wine_params)
+    renamed = today.rename(columns={"alcohol": "ethanol"})
+    stale = evaluate.staleness(champion, {"accuracy": 1.0}, renamed, wine_params)
+    assert (
+        stale.note
+        == "the champion cannot score this test set: it reads columns this data lacks: alcohol"
+    )
+    assert (stale.champion_scores, stale.gap) == ({}, {})
+    assert evaluate.stale_lines(stale, "roc_auc")[1].startswith("- champion `main` not scored:")
+
+
+@pytest.mark.score("M4")
+def test_the_champion_is_the_model_dvc_recorded_on_its_revision(
+    wine: pd.DataFrame, wine_params: Params, workdir: Path
+) -> None:
+    """The model committed (through DVC) on gate.champion is the one read back, byte for byte,
+    while the workspace holds another; a revision without it says so."""
+    champion, _ = fitted_bytes(wine, wine_params)
+
+    def run(*args: str) -> None:
+        subprocess.run(args, check=True, capture_output=True)
+
+    run("git", "init", "--quiet", "--initial-branch=main")
+    run(sys.executable, "-m", "dvc", "init", "--quiet")
+    Path("models").mkdir()
+    Path("models/model.joblib").write_bytes(champion)
+    run(sys.executable, "-m", "dvc", "add", "--quiet", "models/model.joblib")
+    run("git", "add", "--all")
+    run("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "--quiet", "-m", "champion")
+    Path("models/model.joblib").write_bytes(b"a retrained model")
+    assert evaluate.committed_model("main", Path("models/model.joblib")) == champion
+    with pytest.raises(LookupError, match="no revision 'production' in this clone"):
+        evaluate.committed_model("production", Path("models/model.joblib"))
+    with pytest.raises(LookupError, match=r"^models/baseline\.joblib at main: "):
+        evaluate.committed_model("main", Path("models/baseline.joblib"))
 
 
 def test_positive_class_is_the_rarest_unless_named(project_params: Params) -> None:

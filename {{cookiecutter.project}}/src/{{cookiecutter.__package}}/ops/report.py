@@ -8,12 +8,19 @@ from typing import Any
 from pydantic import BaseModel
 
 from .. import cli, render
-from ..metrics import DataSummary, RegressionMetrics, RegressionSliceScores, SliceScores
+from ..metrics import (
+    DataSummary,
+    RegressionMetrics,
+    RegressionSliceScores,
+    SliceScores,
+    Staleness,
+)
 from ..params import GateParams, flatten, load
 from .plots import plots
 from .revisions import (
     METRICS,
     PARAMS,
+    STALENESS,
     VALIDATION,
     Json,
     Side,
@@ -131,6 +138,24 @@ def metrics_section(champion: Side, challenger: Side) -> list[str]:
     if not rows:
         return [*lines, f"No {METRICS} on either side: run `make train`.\n"]
     headers = ["metric", f"champion `{champion.label}`", "challenger", "change", "baseline"]
+    return [*lines, render.table(headers, rows)]
+
+
+def staleness_section(path: Path) -> list[str]:
+    """The champion scored by evaluate on the challenger's test set: what keeping the current
+    model on today's data would cost, beside the change the table above shows across test sets."""
+    if not path.is_file():
+        return []
+    stale = Staleness.read(path)
+    lines = [f"### Staleness: `{stale.champion}`'s model on the challenger's test set\n"]
+    if stale.note:
+        return [*lines, f"Not measured: {stale.note}.\n"]
+    rows = [
+        (name, show(value), show(value + stale.gap[name]), f"{stale.gap[name]:+.4f}")
+        for name, value in stale.champion_scores.items()
+        if name in stale.gap
+    ]
+    headers = ["metric", "current model", "retrained (challenger)", "gap"]
     return [*lines, render.table(headers, rows)]
 
 
@@ -289,6 +314,7 @@ def report(base: str, out: Path) -> str:
         f"{' with uncommitted changes' if dirty else ''}), which changes "
         f"{summary(champion, challenger)}.\n",
         *metrics_section(champion, challenger),
+        *staleness_section(Path(STALENESS)),
         *gate_section(champion, challenger),
         *params_section(champion, challenger),
         *hashes_section(champion, challenger),

@@ -26,6 +26,7 @@ PARAMS = "params.yaml"
 LOCK = "dvc.lock"
 METRICS = "reports/metrics.json"
 LATENCY = "reports/latency.json"
+STALENESS = "reports/staleness.json"
 TRAIN = "reports/train.json"
 VALIDATION = "reports/validation.json"
 CURVES = {"roc": ("fpr", "tpr"), "precision_recall": ("recall", "precision")}

@@ -1,16 +1,21 @@
 """Evaluate stage: metrics overall, per class and per slice, plots, and the model card; a
-regression's RMSE, MAE and R² overall and per slice, with predicted-vs-actual and residual plots."""
+regression's RMSE, MAE and R² overall and per slice, with predicted-vs-actual and residual plots;
+and the champion's scores on the same test set, the cost of its staleness."""
 
+import hashlib
+import io
 import json
 import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import dvc.api
 import joblib
 import mlflow
 import numpy as np
 import pandas as pd
+from dvc.scm import RevError
 from sklearn.base import is_regressor
 from sklearn.calibration import calibration_curve
 from sklearn.inspection import permutation_importance
@@ -43,6 +48,7 @@ from ..metrics import (
     RegressionSliceScores,
     Scores,
     SliceScores,
+    Staleness,
 )
 from ..params import AUTO, DataParams, Params, flatten, load
 
@@ -179,6 +185,72 @@ def uninformative(table: pd.DataFrame, sigmas: float) -> list[str]:
     standard deviations of the drop over the repeats (or raises it)."""
     flagged = table["importance"] - sigmas * table["std"] <= 0
     return sorted(table.loc[flagged, "feature"])
+
+
+def committed_model(revision: str, path: Path) -> bytes:
+    """The model file as committed at a revision (or at origin/revision: a CI clone has no local
+    branch), which DVC reads from its cache or else from the remote; LookupError says why not."""
+    for name in (revision, f"origin/{revision}"):
+        try:
+            with dvc.api.open(path.as_posix(), rev=name, mode="rb") as file:
+                return bytes(file.read())
+        except RevError:
+            continue
+        # DVC and its git layer raise many kinds here (no git clone, no output at that revision,
+        # an unreachable remote): each only means there is no champion to score.
+        except Exception as error:
+            raise LookupError(f"{path} at {name}: {str(error).splitlines()[0]}") from None
+    raise LookupError(f"no revision {revision!r} in this clone")
+
+
+def task_scores(model: Pipeline, test: pd.DataFrame, params: Params) -> dict[str, float]:
+    """A model's scores on the test set: a classifier's over its own classes, or a regressor's."""
+    numeric, categorical = feature_columns(list(test.columns), params.data)
+    x = model_input(test, numeric, categorical)
+    if hasattr(model, "feature_names_in_"):  # the columns it was trained on, in its order
+        missing = sorted(set(model.feature_names_in_) - set(x.columns))
+        if missing:
+            raise ValueError(f"it reads columns this data lacks: {', '.join(missing)}")
+        x = x[list(model.feature_names_in_)]
+    if is_regressor(model):
+        y_true = test[params.data.target].astype(float).to_numpy()
+        return regression_scores(y_true, model.predict(x)).scores()
+    y = test[params.data.target].astype(str)
+    classes = [str(c) for c in model.classes_]
+    if unseen := sorted(set(y) - set(classes)):
+        raise ValueError(f"the test set has classes it never saw: {', '.join(unseen)}")
+    return scores(y, model.predict_proba(x), classes).scores()
+
+
+def staleness(
+    champion: bytes, mine: dict[str, float], test: pd.DataFrame, params: Params
+) -> Staleness:
+    """The champion's scores on this test set beside the new model's (`mine`): the gap is what
+    retraining gained (or lost) on today's data. A champion that cannot read this data (other
+    columns, classes or task) is noted, not scored."""
+    revision, digest = params.gate.champion, hashlib.md5(champion).hexdigest()
+    try:
+        # A model of another scikit-learn version or task can fail in many ways to load or score.
+        theirs = task_scores(joblib.load(io.BytesIO(champion)), test, params)
+    except Exception as error:
+        note = f"the champion cannot score this test set: {str(error).splitlines()[0]}"
+        return Staleness(champion=revision, champion_md5=digest, note=note)
+    gap = {name: mine[name] - theirs[name] for name in mine if name in theirs}
+    return Staleness(champion=revision, champion_md5=digest, champion_scores=theirs, gap=gap)
+
+
+def stale_lines(stale: Staleness, metric: str) -> list[str]:
+    """The model card's account of staleness: the champion on today's data against this model."""
+    lines = ["## Staleness\n"]
+    if stale.note:
+        return [*lines, f"- champion `{stale.champion}` not scored: {stale.note}\n"]
+    before = stale.champion_scores[metric]
+    after = before + stale.gap[metric]
+    return [
+        *lines,
+        f"- the current model (`{stale.champion}`) on today's test set: {metric} {before:.4f}; "
+        f"retrained: {after:.4f} (gap {stale.gap[metric]:+.4f})\n",
+    ]
 
 
 def latency(
@@ -500,6 +572,14 @@ def main(argv: list[str]) -> None:
     )
     (args.reports / "latency.json").write_text(timed.model_dump_json(indent=2) + "\n")
     (args.reports / "metrics.json").write_text(json.dumps(metrics.model_dump(), indent=2) + "\n")
+    try:
+        champion = committed_model(params.gate.champion, args.models / "model.joblib")
+        stale = staleness(champion, metrics.scores(), test, params)
+    except LookupError as error:
+        stale = Staleness(champion=params.gate.champion, note=f"no champion model: {error}")
+    gate = params.gate.for_task("regression" if is_regressor(model) else "classification")
+    card += "\n" + "\n".join(stale_lines(stale, gate.metric))
+    (args.reports / "staleness.json").write_text(stale.model_dump_json(indent=2) + "\n")
     (args.reports / "model_card.md").write_text(card)
     log(metrics, args.models / "model.joblib", args.reports)
 
