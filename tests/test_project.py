@@ -63,7 +63,7 @@ def test_the_score_is_read_from_that_test_run(project: Path) -> None:
     ]
     # The results of some tests only are refused: they say nothing of the tests left out (the
     # generated tests/ops/test_score.py runs both kinds of partial run: -k and paths).
-    some = ["pytest", "-q", "tests/pipeline/test_gate.py", "--junitxml=build/some.xml"]
+    some = ["pytest", "-q", "tests/test_contract.py", "--junitxml=build/some.xml"]
     run(["uv", "run", "--locked", *some], project)
     score = ["uv", "run", "--locked", "python", "-m", "tumor_classifier.ops.score"]
     refused = run([*score, "--results", "build/some.xml"], project, check=False)
