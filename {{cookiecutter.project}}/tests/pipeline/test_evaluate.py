@@ -141,7 +141,8 @@ def test_main_writes_metrics_plots_card_and_logs_to_mlflow(
     metrics = json.loads(Path("reports/metrics.json").read_text())
     latency = Latency.read(Path("reports/latency.json"))
     assert latency.rows == 1000
-    assert latency.relative == pytest.approx(latency.model_ms / latency.baseline_ms, rel=0.01)
+    # Medians of CPU times, and the median of the pairs' ratios (not the ratio of the medians).
+    assert min(latency.model_ms, latency.baseline_ms, latency.relative) > 0
     (run,) = mlflow.search_runs(search_all_experiments=True, output_format="list")
     assert run.data.metrics["accuracy"] == metrics["accuracy"]
     assert run.data.tags["evaluated"] == "true"
