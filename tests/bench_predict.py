@@ -1,8 +1,8 @@
 """Batch benchmark: `make predict` on growing files against the in-process ONNX floor.
 
-In a trained project: for each size, a Parquet file of that many rows drawn from the test split
-(with replacement, so every row meets the contract; row groups of 100,000 rows, as a streaming
-writer makes them: a Parquet file is read a row group at a time); `make predict` on it, timed, with
+In a trained project: for each size, a Parquet file of that many rows made from the test split
+(each number between two test rows' values, so every row meets the contract; row groups of 100,000
+rows, as a streaming writer makes them: a Parquet file is read a row group at a time); `make predict` on it, timed, with
 the peak memory of its processes; and the floor, ONNX Runtime alone on the same rows already in
 memory, in batches of the size of `make predict`'s chunks. `make predict`'s time is from after its
 module's imports (the same for any file) to its output written: loading the model (ONNX Runtime's
@@ -23,15 +23,22 @@ from pathlib import Path
 
 from bench_pipeline import ENV, fail
 
-# Run in the project's environment: N rows of the test split's features, as Parquet.
+# Run in the project's environment: N rows of the test split's features, as Parquet. Each number
+# lies between the values of two test rows, so it is within the contract's ranges, and nearly all are
+# distinct, as measurements are: a few rows repeated would encode and decode faster than real data.
 SAMPLE = """
 import sys
+import numpy as np
 import pandas as pd
 from tumor_classifier.params import load
 data = load().data
 rows = pd.read_parquet("data/split/test.parquet").drop(columns=[data.target, *data.drop])
-rows = rows.sample(int(sys.argv[1]), replace=True, random_state=0)
-rows.to_parquet(sys.argv[2], index=False, row_group_size=100_000)
+n = int(sys.argv[1])
+one, two = (rows.sample(n, replace=True, random_state=seed).reset_index(drop=True) for seed in (0, 1))
+numeric = one.select_dtypes("number").columns
+share = np.random.default_rng(0).random((n, 1))
+one[numeric] = one[numeric] * share + two[numeric] * (1 - share)
+one.to_parquet(sys.argv[2], index=False, row_group_size=100_000)
 """
 
 # Run in the project's environment: rows/s of ONNX Runtime alone, on rows already in memory.

@@ -96,8 +96,9 @@ def read_chunks(path: Path, data: DataParams, rows: int) -> Iterator[pd.DataFram
             import pyarrow.parquet as pq  # the pipeline's dependency, never the service's
 
             # Each column a block of its own: no copy into pandas' 2-D blocks. The numbers stay in
-            # Arrow's buffers, read-only: predictions go beside them, never into them.
-            batches = pq.ParquetFile(path).iter_batches(rows)
+            # Arrow's buffers, read-only: predictions go beside them, never into them. Pre-buffering
+            # keeps every row group read so far: memory would grow with the file (arrow#39808).
+            batches = pq.ParquetFile(path, pre_buffer=False).iter_batches(rows)
             chunks: Any = (b.to_pandas(split_blocks=True) for b in batches)
         elif path.suffix == ".csv":
             chunks = pd.read_csv(path, dtype=dict.fromkeys(text_columns, str), chunksize=rows)
@@ -110,8 +111,9 @@ def read_chunks(path: Path, data: DataParams, rows: int) -> Iterator[pd.DataFram
 
 
 def arrow_table(frame: pd.DataFrame) -> Any:
-    """The frame as pa.Table.from_pandas makes it (NaN as null), faster: numpy finds a float
-    column's NaNs in one pass, where Arrow's pandas conversion tests each value on its own."""
+    """The frame as pa.Table.from_pandas makes it (NaN as null), faster: a float column without
+    NaN, found by numpy in one pass, is taken as it is, with no validity bitmap to build (that
+    bitmap is 90% of the conversion of a million rows of 30 floats: 0.57 s against 0.04)."""
     import pyarrow as pa
 
     columns = {}
@@ -119,7 +121,7 @@ def arrow_table(frame: pd.DataFrame) -> Any:
         # Plain numpy floats only: a categorical or nullable column keeps pandas' conversion.
         if isinstance(column.dtype, np.dtype) and column.dtype.kind == "f":
             values = column.to_numpy()
-            columns[str(name)] = pa.array(values, mask=np.isnan(values))
+            columns[str(name)] = pa.array(values, from_pandas=bool(np.isnan(values).any()))
         else:
             columns[str(name)] = pa.Array.from_pandas(column)
     return pa.table(columns)
@@ -153,7 +155,9 @@ class TableWriter:
                     f.with_type(pa.string()) if pa.types.is_null(f.type) else f
                     for f in table.schema
                 )
-                self.parquet = pq.ParquetWriter(self.partial, schema)
+                self.parquet = pq.ParquetWriter(
+                    self.partial, schema, use_dictionary=dictionary_columns(frame)
+                )
             self.parquet.write_table(table.cast(self.parquet.schema))
         elif self.path.suffix == ".csv":
             mode = "a" if self.rows else "w"
@@ -177,6 +181,13 @@ class TableWriter:
             self.partial.unlink(missing_ok=True)
 
 
+def dictionary_columns(frame: pd.DataFrame) -> list[str]:
+    """The columns Parquet should dictionary-encode: all but floats. Measured floats are nearly all
+    distinct, so their dictionary grows to its limit and is thrown away: 7x the writing time of a
+    million rows of 30 floats (4.4 s against 0.6), for a file no smaller."""
+    return [str(name) for name, dtype in frame.dtypes.items() if getattr(dtype, "kind", "") != "f"]
+
+
 def write_table(frame: pd.DataFrame, path: Path) -> None:
     """Write a table in the format its suffix names, as read_table reads it back."""
     if path.suffix not in READERS:
@@ -185,7 +196,7 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
     if path.suffix == ".csv":
         frame.to_csv(path, index=False)
     elif path.suffix == ".parquet":
-        frame.to_parquet(path, index=False)
+        frame.to_parquet(path, index=False, use_dictionary=dictionary_columns(frame))
     else:
         frame.to_json(path, orient="records", lines=True)
 

@@ -9,6 +9,7 @@ import pandas as pd
 from fsspec.registry import known_implementations
 
 from .. import cli, contract
+from ..data import dictionary_columns
 from . import bundle
 from .predict import predict_frame
 
@@ -60,7 +61,7 @@ def write(frame: pd.DataFrame, url: str) -> None:
     if url.endswith(".csv"):
         frame.to_csv(fsspec_url(url), index=False)
     elif url.endswith(".parquet"):
-        frame.to_parquet(fsspec_url(url), index=False)
+        frame.to_parquet(fsspec_url(url), index=False, use_dictionary=dictionary_columns(frame))
     else:
         frame.to_json(fsspec_url(url), orient="records", lines=True)
 
