@@ -232,3 +232,46 @@ def bound_endpoint_labels(api_routes: Collection[str]) -> None:
                 setattr(self, name, KnownEndpoints(getattr(self, name), known))
 
     setattr(instruments, "RunnerTrafficMetricsMiddleware", BoundedTrafficMetrics)  # noqa: B010
+
+
+class Deadline:
+    """BentoML's request timeout (traffic.timeout: a 504 when no answer has started in time) at
+    less cost. BentoML's TimeoutMiddleware (bentoml/_internal/server/http/traffic.py) runs each
+    request in a task of its own, and leaves its timer armed for the whole timeout after the answer:
+    at 1,000 requests/s a worker holds 10,000 of them. This one runs the request in the
+    connection's task, under asyncio.timeout, whose timer goes with the answer (the README's
+    serving benchmark has the CPU it saves)."""
+
+    def __init__(self, app: App, timeout: float) -> None:
+        self.app, self.timeout = app, timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def starting(message: Message) -> None:
+            nonlocal started
+            if not started:  # as BentoML's: an answer that has started is not cut short
+                started = True
+                deadline.reschedule(None)
+            await send(message)
+
+        try:
+            async with asyncio.timeout(self.timeout) as deadline:
+                await self.app(scope, receive, starting)
+        except TimeoutError:
+            if started or not deadline.expired():
+                raise  # not this deadline's
+            message = f"Not able to process the request in {self.timeout} seconds"  # BentoML's
+            await respond(send, 504, json.dumps({"error": message}).encode())
+
+
+def cheaper_request_timeout() -> None:
+    """BentoML's app factory imports its TimeoutMiddleware when it builds the app (BaseAppFactory.
+    middlewares in bentoml/_internal/server/base_app.py), after the service module is loaded:
+    replacing it here puts Deadline in its place, with the service's traffic.timeout."""
+    from bentoml._internal.server.http import traffic
+
+    setattr(traffic, "TimeoutMiddleware", Deadline)  # noqa: B010

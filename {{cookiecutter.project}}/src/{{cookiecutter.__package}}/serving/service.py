@@ -21,7 +21,7 @@ from starlette.responses import Response
 
 from .. import NAME, contract
 from . import docs, transport
-from .guards import Guard, bound_endpoint_labels
+from .guards import Guard, bound_endpoint_labels, cheaper_request_timeout
 from .monitor import OnlineDrift
 from .predict import Predictor
 
@@ -318,4 +318,5 @@ SERVICE.mount_asgi_app(
     path="/",
 )
 bound_endpoint_labels(ROUTES)
+cheaper_request_timeout()
 transport.install(SETTINGS["read_timeout"])
