@@ -1,12 +1,13 @@
 """Batch benchmark: `make predict` on growing files against the in-process ONNX floor.
 
 In a trained project: for each size, a Parquet file of that many rows made from the test split
-(each number between two test rows' values, so every row meets the contract; row groups of 100,000
-rows, as a streaming writer makes them: a Parquet file is read a row group at a time); `make predict` on it, timed, with
-the peak memory of its processes; and the floor, ONNX Runtime alone on the same rows already in
-memory, in batches of the size of `make predict`'s chunks. `make predict`'s time is from after its
-module's imports (the same for any file) to its output written: loading the model (ONNX Runtime's
-session; scikit-learn too where no ONNX export serves), reading, checking, predicting, writing.
+(each number between two test rows' values, so every row meets the contract; row groups of
+100,000 rows, as a streaming writer makes them: a Parquet file is read a row group at a time);
+`make predict` on it, timed, with the peak memory of its processes; and the floor, ONNX Runtime
+alone on the same rows already in memory, in batches of the size of `make predict`'s chunks.
+`make predict`'s time is from after its module's imports (the same for any file) to its output
+written: loading the model (ONNX Runtime's session; scikit-learn too where no ONNX export
+serves), reading, checking, predicting, writing.
 Peak memory is against the smallest size's, and should stay flat, as `make predict` holds three
 chunks at most (one read ahead, one predicted, one being written). Each side's CPU seconds (all its
 threads) are beside its time: on a shared machine the CPU ratio moves less than the wall-clock one,
@@ -24,8 +25,8 @@ from pathlib import Path
 from bench_pipeline import ENV, fail
 
 # Run in the project's environment: N rows of the test split's features, as Parquet. Each number
-# lies between the values of two test rows, so it is within the contract's ranges, and nearly all are
-# distinct, as measurements are: a few rows repeated would encode and decode faster than real data.
+# lies between the values of two test rows, so it is within the contract's ranges, and nearly all
+# are distinct, as measurements are: a few rows repeated encode and decode faster than real data.
 SAMPLE = """
 import sys
 import numpy as np
@@ -34,7 +35,7 @@ from tumor_classifier.params import load
 data = load().data
 rows = pd.read_parquet("data/split/test.parquet").drop(columns=[data.target, *data.drop])
 n = int(sys.argv[1])
-one, two = (rows.sample(n, replace=True, random_state=seed).reset_index(drop=True) for seed in (0, 1))
+one, two = (rows.sample(n, replace=True, random_state=s).reset_index(drop=True) for s in (0, 1))
 numeric = one.select_dtypes("number").columns
 share = np.random.default_rng(0).random((n, 1))
 one[numeric] = one[numeric] * share + two[numeric] * (1 - share)
