@@ -12,7 +12,13 @@ import pytest
 from bentoml._internal.server.http.traffic import TimeoutMiddleware
 from pydantic import BaseModel, ConfigDict
 
-from tumor_classifier.serving.guards import FAULT, Deadline, Guard, Message, Scope
+from tumor_classifier.serving.guards import (
+    FAULT,
+    Deadline,
+    Guard,
+    Message,
+    Scope,
+)
 
 from conftest import ROOT, Stored
 
