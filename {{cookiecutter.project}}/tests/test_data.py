@@ -67,7 +67,7 @@ def test_parquet_encodes_text_by_dictionary_and_floats_plainly(tmp_path: Path, w
     assert pq.read_table(path).to_pandas().equals(frame)
 
 
-def test_parquet_read_in_chunks_holds_one_chunk_at_a_time(tmp_path: Path) -> None:
+def test_parquet_read_in_chunks_holds_a_few_chunks_whatever_its_length(tmp_path: Path) -> None:
     """`make predict`'s memory stays flat: Arrow frees each chunk once it is read past."""
     rng = np.random.default_rng(0)
     rows, chunks = 5_000, 40
