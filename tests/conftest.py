@@ -2,6 +2,7 @@
 
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -88,10 +89,23 @@ def run(
     return result
 
 
+# Test servers listen below the kernel's ephemeral ports (from 32768 on Linux, 49152 on macOS): a
+# port that bind(0) handed out and released can be handed out again at once, as it is to the
+# ZeroMQ endpoints of BentoML's process manager while a service starts (the probe then reads
+# their greeting).
+PORTS = range(20000, 32000)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port nobody listens on, outside the range the kernel hands out to others."""
+    for port in random.sample(PORTS, 100):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port from {PORTS.start} to {PORTS.stop}")
 
 
 def post(url: str, body: bytes) -> tuple[int, dict[str, object]]:

@@ -4,7 +4,6 @@ import hashlib
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -25,11 +24,7 @@ from tumor_classifier.ops import manifests, overlays, register
 from tumor_classifier.params import Params
 from tumor_classifier.pipeline import train
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from conftest import free_port
 
 
 @pytest.fixture(scope="module")
