@@ -155,6 +155,14 @@ def test_an_answer_started_in_time_is_not_cut_short() -> None:
     assert (start["status"], body["body"]) == (200, b"{}")
 
 
+def test_the_apps_own_timeout_is_not_taken_for_the_deadline() -> None:
+    async def failing(scope: Scope, receive: Any, send: Any) -> None:
+        raise TimeoutError("the app's own")
+
+    with pytest.raises(TimeoutError, match="the app's own"):
+        timed(Deadline, failing, 10)
+
+
 @pytest.mark.parametrize(("middleware", "left"), [(Deadline, 0), (TimeoutMiddleware, 50)])
 def test_no_timer_outlives_its_answer(middleware: Any, left: int) -> None:
     """BentoML's own TimeoutMiddleware, which Deadline replaces, leaves one per request."""

@@ -262,8 +262,8 @@ class Deadline:
             async with asyncio.timeout(self.timeout) as deadline:
                 await self.app(scope, receive, starting)
         except TimeoutError:
-            if started or not deadline.expired():
-                raise  # not this deadline's
+            if not deadline.expired():  # once the answer starts, it cannot expire
+                raise  # not this deadline's: the app's own
             message = f"Not able to process the request in {self.timeout} seconds"  # BentoML's
             await respond(send, 504, json.dumps({"error": message}).encode())
 
