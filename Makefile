@@ -41,9 +41,13 @@ demo: $(UV) ## Bake the default project into build/demo and run its loop: train,
 	cd $(DEMO)/*/ && $(MAKE) predict INPUT=data/split/test.parquet OUTPUT=build/predictions.csv
 
 test: $(UV) ## Every tier of the template tests
+	@# Bytecode compiled once: the tests start checkov and Python modules many times over, and
+	@# where Python may not write bytecode (PYTHONDONTWRITEBYTECODE) each start compiled them anew.
+	$(UV) sync --locked --compile-bytecode --quiet
 	$(RUN) pytest
 
 test-fast: $(UV) ## The tiers that do not install a baked project
+	$(UV) sync --locked --compile-bytecode --quiet
 	$(RUN) pytest -m "not slow"
 
 bench: $(UV) ## Cold and no-op make train, stage imports and times as ROWS grow; make predict against ONNX alone; the image against BentoML's (podman); serving against MLflow and a bare-ASGI ceiling (wrk); the stream consumer (redis-server)

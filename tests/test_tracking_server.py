@@ -145,6 +145,8 @@ def server_env(request: pytest.FixtureRequest) -> Path:
                 "sync",
                 "--quiet",
                 "--require-hashes",
+                # Bytecode once: the server and each worker would compile MLflow at start.
+                "--compile-bytecode",
                 "--python",
                 str(folder),
                 str(lock),
