@@ -158,5 +158,12 @@ def test_the_image_context_serves_alone(bento: Path, tmp_path: Path) -> None:
 def test_batch_predictions(bento: Path) -> None:
     run(["make", "predict", "INPUT=data/split/test.parquet", "OUTPUT=build/predictions.csv"], bento)
     lines = (bento / "build/predictions.csv").read_text().splitlines()
-    assert lines[0].endswith("prediction,probability_benign,probability_malignant")
+    assert lines[0].startswith("mean_radius,")
+    assert lines[0].endswith(",diagnosis,prediction,probability_benign,probability_malignant")
+    out = "OUTPUT=build/others.csv"
+    run(["make", "predict", "INPUT=data/split/test.parquet", out, "KEEP=others"], bento)
+    # The label, the one input column the model does not read, beside the predictions.
+    others = (bento / "build/others.csv").read_text().splitlines()
+    assert others[0] == "diagnosis,prediction,probability_benign,probability_malignant"
+    assert [line.split(",")[-3:] for line in others] == [line.split(",")[-3:] for line in lines]
     assert len(lines) == 115

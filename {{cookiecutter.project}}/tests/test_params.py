@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from tumor_classifier.cli import UserError
-from tumor_classifier.params import flatten, load
+from tumor_classifier.params import flatten, load, parse_yaml
 
 from conftest import ROOT
 
@@ -47,6 +47,15 @@ def test_broken_yaml_is_one_line(tmp_path: Path) -> None:
     path.write_text("data: [unclosed\n")
     with pytest.raises(UserError, match="not valid YAML"):
         load(path)
+
+
+def test_yaml_is_loaded_safely_and_as_pyyaml_loads_it() -> None:
+    """libyaml's loader, where there is one, reads params.yaml as the pure-Python one does, and
+    builds no Python object a document names."""
+    text = (ROOT / "params.yaml").read_text()
+    assert parse_yaml(text) == yaml.safe_load(text)
+    with pytest.raises(yaml.constructor.ConstructorError):
+        parse_yaml("!!python/object/apply:os.getcwd []")
 
 
 def test_flatten() -> None:

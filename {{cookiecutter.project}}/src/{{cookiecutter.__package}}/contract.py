@@ -8,13 +8,12 @@ from typing import Annotated, Any, Literal, TypeVar
 import jiter
 import numpy as np
 import pandas as pd
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from .cli import UserError
 from .data import feature_columns
-from .params import DataParams
+from .params import DataParams, parse_yaml
 
 # ONNX Runtime computes in 32-bit floats: a larger number would become infinity there and get a
 # confident, meaningless answer, so the contract refuses it whatever the range policy.
@@ -50,7 +49,7 @@ class Feature:
 def from_schema(schema_yaml: str, data: DataParams) -> list[Feature]:
     """The model's inputs as data/schema.yaml declares them, in the model's order (the columns
     data.feature_columns selects: numbers, then categories)."""
-    columns = yaml.safe_load(schema_yaml)["columns"]
+    columns = parse_yaml(schema_yaml)["columns"]
     numeric, categorical = feature_columns(list(columns), data)
     features = []
     for name in numeric + categorical:

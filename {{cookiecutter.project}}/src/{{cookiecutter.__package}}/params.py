@@ -175,10 +175,20 @@ class Params(Section):
     drift: DriftParams
 
 
+# libyaml's safe loader where PyYAML's wheel has it: the same documents, parsed 5 to 8 times
+# faster than by the pure-Python one (params.yaml and data/schema.yaml start every command).
+SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def parse_yaml(text: str) -> Any:
+    """A YAML document, loaded safely."""
+    return yaml.load(text, Loader=SafeLoader)
+
+
 def load(path: Path = Path("params.yaml")) -> Params:
     """Read and check params.yaml."""
     try:
-        return Params.model_validate(yaml.safe_load(path.read_text()))
+        return Params.model_validate(parse_yaml(path.read_text()))
     except ValidationError as error:
         first = error.errors()[0]
         key = ".".join(str(part) for part in first["loc"])

@@ -50,6 +50,18 @@ def test_predictions_land_beside_the_table_with_the_model_version(
     assert list(written["prediction"]) == loaded.predictor.labels(expected)
 
 
+def test_keep_others_writes_only_what_the_model_does_not_read(
+    stored: Stored, tmp_path: Path
+) -> None:
+    table = tmp_path / "night.csv"
+    stored.test.drop(columns="churned").to_csv(table, index=False)
+    result = run(stored, str(table), "--keep", "others")
+    assert result.returncode == 0, result.stderr
+    (out,) = tmp_path.glob("night.predictions-*.csv")
+    answers = ["prediction", "probability_no", "probability_yes", "model_version"]
+    assert list(pd.read_csv(out).columns) == ["customer_id", *answers]
+
+
 def test_a_table_breaking_the_contract_is_one_line_and_writes_nothing(
     stored: Stored, tmp_path: Path
 ) -> None:

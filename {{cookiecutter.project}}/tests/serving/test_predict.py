@@ -153,6 +153,24 @@ def test_chunks_predict_as_the_whole_file(served: Served, workdir: Path) -> None
     assert len(pd.read_parquet("whole.parquet")) == len(rows)
 
 
+def test_the_output_keeps_the_input_columns_or_those_the_model_does_not_read(
+    served: Served, workdir: Path
+) -> None:
+    """By default every input column is written beside the predictions; with --keep others, the
+    columns the model does not read (the id, the label), in the input's order, the same values."""
+    write_params(workdir, load(served.folder / "params.yaml"))
+    rows = served.test.head(20)
+    write_table(rows, workdir / "in.parquet")
+    answers = ["prediction", "probability_no", "probability_yes"]
+    predict.main(["in.parquet", "all.parquet", *given(served)])
+    every = pd.read_parquet("all.parquet")
+    assert list(every.columns) == [*rows.columns, *answers]
+    predict.main(["in.parquet", "others.parquet", "--keep", "others", *given(served)])
+    others = pd.read_parquet("others.parquet")
+    assert list(others.columns) == ["customer_id", "churned", *answers]
+    pd.testing.assert_frame_equal(others, every[others.columns])
+
+
 def test_flag_writes_each_rows_features_out_of_range(served: Served, workdir: Path) -> None:
     p = load(served.folder / "params.yaml")
     write_params(

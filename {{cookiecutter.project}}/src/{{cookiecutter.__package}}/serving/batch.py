@@ -11,7 +11,7 @@ from fsspec.registry import known_implementations
 from .. import cli, contract
 from ..data import dictionary_columns
 from . import bundle
-from .predict import predict_frame
+from .predict import add_keep, predict_frame
 
 SUFFIXES = (".csv", ".parquet", ".jsonl")
 
@@ -69,6 +69,7 @@ def write(frame: pd.DataFrame, url: str) -> None:
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="batch", description=__doc__)
     parser.add_argument("table", nargs="?", help="its URL or path (default: BATCH_TABLE)")
+    add_keep(parser)
     args = parser.parse_args(argv)
     # `make batch` passes an empty TABLE when none is given: the CronJob's BATCH_TABLE then.
     table: str | None = args.table or os.environ.get("BATCH_TABLE")
@@ -80,7 +81,8 @@ def main(argv: list[str]) -> None:
     stored = bundle.load()
     frame = read(table, [f.name for f in stored.features if not f.numeric])
     contract.check_frame(frame, stored.features, stored.settings["accept_unseen_categories"])
-    predictions = predict_frame(stored.predictor, frame).assign(model_version=stored.version)
+    predicted = predict_frame(stored.predictor, frame, keep=args.keep)
+    predictions = predicted.assign(model_version=stored.version)
     out = output_of(table, stored.version)
     write(predictions, out)
     print(f"wrote {len(predictions)} predictions to {out} ({stored.predictor.backend})")

@@ -22,6 +22,19 @@ Columns = Mapping[str, Sequence[Any] | np.ndarray]
 CHUNK_ROWS = 100_000  # rows `make predict` holds at a time: its memory does not grow with the file
 
 
+def add_keep(parser: argparse.ArgumentParser) -> None:
+    """`--keep`, the input columns a prediction file carries (`make predict`, `make batch`): all,
+    as BigQuery's ML.PREDICT and Vertex AI's batch predictions return them; or the others, those
+    the model does not read (identifiers, dates, a label), as SageMaker's batch transform and
+    `mlflow models predict` leave the features out: half a wide table's output, and its time."""
+    parser.add_argument(
+        "--keep",
+        choices=["all", "others"],
+        default="all",
+        help="input columns beside the predictions: all, or those the model does not read",
+    )
+
+
 class Predictor:
     """Class probabilities (or a regression's predictions) from column-wise inputs, by ONNX
     Runtime or by scikit-learn."""
@@ -113,11 +126,14 @@ class Predictor:
 
 
 def predict_frame(
-    predictor: Predictor, frame: pd.DataFrame, ranges: contract.Ranges | None = None
+    predictor: Predictor,
+    frame: pd.DataFrame,
+    ranges: contract.Ranges | None = None,
+    keep: str = "all",
 ) -> pd.DataFrame:
-    """The input rows with the predicted class and each class's probability (a regression: the
-    predicted number); with ranges, the features of each row outside their training range,
-    comma-separated."""
+    """The input's columns (`keep`: all, or the others, those the model does not read) with the
+    predicted class and each class's probability (a regression: the predicted number); with
+    ranges, the features of each row outside their training range, comma-separated."""
     columns = {f.name: frame[f.name].to_numpy() for f in predictor.features}
     if predictor.regression:
         values = predictor.values(columns)
@@ -142,14 +158,31 @@ def predict_frame(
         answers["out_of_range"] = [",".join(names) for names in flagged]
     # Beside the input columns, which a shallow copy shares rather than copies (an input column of
     # the same name is replaced); concat would copy them all into one block.
-    out = frame.copy(deep=False)
+    if keep == "all":
+        out = frame.copy(deep=False)
+    else:
+        features = {f.name for f in predictor.features}
+        out = frame[[c for c in frame.columns if c not in features]].copy()
     for name, values in answers.items():
         out[name] = values
     return out
 
 
+def checked(
+    chunks: Iterator[pd.DataFrame], features: list[Feature], accept_unseen: bool, refuse: bool
+) -> Iterator[pd.DataFrame]:
+    """The chunks, each checked against the contract, with row numbers that count from the first
+    row of the file, whatever the chunk."""
+    rows = 0
+    for chunk in chunks:
+        chunk.index += rows
+        contract.check_frame(chunk, features, accept_unseen, refuse, first_row=rows + 1)
+        rows += len(chunk)
+        yield chunk
+
+
 def ahead(chunks: Iterator[pd.DataFrame], threads: Executor) -> Iterator[pd.DataFrame]:
-    """The same chunks, the next one read in a thread while the caller works on this one."""
+    """The same chunks, the next one made in a thread while the caller works on this one."""
     following = threads.submit(next, chunks, None)
     while (chunk := following.result()) is not None:
         following = threads.submit(next, chunks, None)
@@ -164,27 +197,28 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--onnx", type=Path, default=Path("models/onnx/model.onnx"))
     parser.add_argument("--schema", type=Path, default=Path("data/schema.yaml"))
     parser.add_argument("--chunk-rows", type=int, default=CHUNK_ROWS, help="rows read at a time")
+    add_keep(parser)
     args = parser.parse_args(argv)
     params = load()
     features = contract.from_schema(args.schema.read_text(), params.data)
     refuse = params.serve.out_of_range == "refuse"
     ranges = None if refuse else contract.Ranges(features)
-    accept_unseen = params.serve.accept_unseen_categories
+    chunks = checked(
+        read_chunks(args.input, params.data, args.chunk_rows),
+        features,
+        params.serve.accept_unseen_categories,
+        refuse,
+    )
     predictor: Predictor | None = None
-    rows = 0
-    # While a chunk is checked and predicted, the next is read and the one before written, each in
-    # a thread of its own (Arrow and Parquet leave the GIL): three chunks in memory at most. Leaving
-    # the block waits for the read and the write in flight.
+    # While a chunk is predicted, the next is read and checked and the one before written, each in
+    # a thread of its own (Arrow, Parquet and numpy leave the GIL): three chunks in memory at most.
+    # Leaving the block waits for the read and the write in flight.
     with TableWriter(args.output) as out, ThreadPoolExecutor(2) as threads:
         written: Future[None] | None = None
-        for chunk in ahead(read_chunks(args.input, params.data, args.chunk_rows), threads):
-            # Row numbers count from the first row of the file, whatever the chunk.
-            chunk.index += rows
-            contract.check_frame(chunk, features, accept_unseen, refuse, first_row=rows + 1)
+        for chunk in ahead(chunks, threads):
             # Loaded once the first rows pass: a broken input is named before a missing model.
             predictor = predictor or Predictor(features, args.model, args.onnx)
-            predicted = predict_frame(predictor, chunk, ranges)
-            rows += len(chunk)
+            predicted = predict_frame(predictor, chunk, ranges, args.keep)
             if written is not None:
                 written.result()
             written = threads.submit(out.write, predicted)
