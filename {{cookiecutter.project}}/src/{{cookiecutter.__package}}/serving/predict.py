@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import joblib
 import numpy as np
@@ -20,6 +20,7 @@ from ..params import load
 
 Columns = Mapping[str, Sequence[Any] | np.ndarray]
 CHUNK_ROWS = 100_000  # rows `make predict` holds at a time: its memory does not grow with the file
+Keep = Literal["all", "others"]  # the input columns a prediction file carries (--keep)
 
 
 def add_keep(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +30,7 @@ def add_keep(parser: argparse.ArgumentParser) -> None:
     `mlflow models predict` leave the features out: half a wide table's output, and its time."""
     parser.add_argument(
         "--keep",
-        choices=["all", "others"],
+        choices=get_args(Keep),
         default="all",
         help="input columns beside the predictions: all, or those the model does not read",
     )
@@ -129,7 +130,7 @@ def predict_frame(
     predictor: Predictor,
     frame: pd.DataFrame,
     ranges: contract.Ranges | None = None,
-    keep: str = "all",
+    keep: Keep = "all",
 ) -> pd.DataFrame:
     """The input's columns (`keep`: all, or the others, those the model does not read) with the
     predicted class and each class's probability (a regression: the predicted number); with
