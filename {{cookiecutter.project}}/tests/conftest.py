@@ -306,12 +306,17 @@ def served(stored: Stored) -> Iterator[Served]:
 
 
 @pytest.fixture(scope="session")
-def flagging(
+def flagged(
     wine: pd.DataFrame, wine_params: Params, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Served]:
-    """A wine model served with serve.out_of_range: flag. Thirteen numbers: near the float32
-    limit they overflow inside ONNX Runtime into NaN probabilities."""
-    flagged = store(wine, serving(wine_params, "flag"), tmp_path_factory.mktemp("flagging"))
+) -> Stored:
+    """A wine model in BentoML's store with serve.out_of_range: flag. Thirteen numbers: near the
+    float32 limit they overflow inside ONNX Runtime into NaN probabilities."""
+    return store(wine, serving(wine_params, "flag"), tmp_path_factory.mktemp("flagging"))
+
+
+@pytest.fixture(scope="session")
+def flagging(flagged: Stored) -> Iterator[Served]:
+    """The flagged wine model, served."""
     with serve(flagged) as url:
         yield Served(url, flagged.folder, flagged.test)
 

@@ -1,5 +1,6 @@
 """The stream consumer against a real redis-server: a crash mid-stream loses and repeats nothing;
-a regression streams the service's number for each record."""
+a regression streams the service's number for each record; under flag, a record outside its range
+is answered with its features named, as the service answers it."""
 
 import asyncio
 import json
@@ -10,6 +11,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -318,9 +320,10 @@ def test_a_regression_streams_the_services_number_for_each_record(
     estimates = client.xrange("estimates")
     assert sorted(fields["id"] for _, fields in estimates) == sorted(good)
     # The service's answer of a regression, a number, beside the entry's id and the model version.
-    answer = ("id", "model_version", "prediction")
+    answer = ("id", "model_version", "out_of_range", "prediction")
     assert {tuple(sorted(fields)) for _, fields in estimates} == {answer}
     assert {fields["model_version"] for _, fields in estimates} == {model_bundle.version}
+    assert {fields["out_of_range"] for _, fields in estimates} == {"[]"}  # refused, not flagged
     streamed = [json.loads(fields["prediction"]) for _, fields in estimates]
     assert all(type(value) is float for value in streamed)
     ordered = [good[fields["id"]] for _, fields in estimates]
@@ -330,3 +333,32 @@ def test_a_regression_streams_the_services_number_for_each_record(
     assert letters.keys() == bad.keys()
     for entry_id, reason in letters.items():
         assert reason.startswith(bad[entry_id])
+
+
+def test_flag_streams_a_record_outside_its_range_naming_its_features(flagged: Stored) -> None:
+    """Under serve.out_of_range: flag the stream answers as the service does: the record outside
+    its range is predicted, its features named and counted; the one inside names none."""
+    model_bundle = stored_bundle(flagged)
+    model = stream.Model(model_bundle)
+    features = {f.name: f for f in model_bundle.features}
+    (record,) = json.loads(flagged.test.drop(columns="cultivar").head(1).to_json(orient="records"))
+    far = {
+        **record,
+        "alcohol": features["alcohol"].bounds[1] + 5,
+        "magnesium": features["magnesium"].bounds[0] - 1,
+    }
+
+    def counted() -> float:
+        sample = prometheus_client.REGISTRY.get_sample_value
+        return sample("model_out_of_range_values_total", {"feature": "alcohol"}) or 0.0
+
+    before = counted()
+    inside, outside = model.predict([model.parse({"record": json.dumps(r)}) for r in (record, far)])
+    assert json.loads(inside["out_of_range"]) == []
+    assert json.loads(outside["out_of_range"]) == ["alcohol", "magnesium"]
+    assert outside["prediction"] in model_bundle.predictor.classes
+    assert counted() == before + 1
+    # The shipped policy refuses that record instead: a dead letter naming the feature.
+    refusing = replace(model_bundle, settings={**model_bundle.settings, "out_of_range": "refuse"})
+    with pytest.raises(stream.Refused, match="alcohol"):
+        stream.Model(refusing).parse({"record": json.dumps(far)})

@@ -1,7 +1,8 @@
 """`make stream`: predictions for a Redis stream of records, by the service's model and contract.
 
 Each prediction is the service's answer for one record: the class and every class's probability
-from a classifier, the predicted number from a regression.
+from a classifier, the predicted number from a regression; and, as the service answers, the features
+outside their training range (serve.out_of_range: flag; with refuse such a record is a dead letter).
 
 Each input entry holds one record as JSON in its `record` field. A consumer group shares the
 entries among replicas; the predictions (and the refused records, with their reason) are written
@@ -59,6 +60,11 @@ PREDICTION_DRIFT = Gauge(
     "model_prediction_drift",
     "Population stability index of the predicted classes over recent records",
 )
+OUT_OF_RANGE = Counter(
+    "model_out_of_range_values",
+    "Numbers answered outside their training range, by feature (out_of_range: flag)",
+    ["feature"],
+)
 INFO = Gauge("model_info", "The model being served (value 1)", ["model_version", "backend"])
 
 Entry = tuple[str, dict[str, str]]
@@ -89,6 +95,8 @@ class Model:
         accept_unseen = stored.settings["accept_unseen_categories"]
         refuse = stored.settings["out_of_range"] == "refuse"  # as the service does
         self.record = contract.record_model(self.features, accept_unseen, refuse)
+        # Under flag, each answer names its features outside their range (none under refuse).
+        self.ranges = None if refuse else contract.Ranges(self.features)
         self.predictor = stored.predictor
         self.version = stored.version
         stats = json.loads((stored.folder / "reference.json").read_text())
@@ -115,11 +123,29 @@ class Model:
             raise Refused(f"{where}: {first['msg']}{more}") from None
 
     def predict(self, records: list[BaseModel]) -> list[Fields]:
-        """One output entry per record: the class, every class's probability, the model version
-        (a regression: the predicted number and the model version)."""
+        """One output entry per record: the class, every class's probability (a regression: the
+        predicted number), the features outside their range as a JSON list, the model version."""
         columns = {f.name: [getattr(r, f.name) for r in records] for f in self.features}
-        if self.values is not None:
-            return self.estimate(columns, self.values)
+        if self.values is None:
+            answers = self.classify(columns)
+        else:
+            answers = self.estimate(columns, self.values)
+        for answer, outside in zip(answers, self.flag(columns, len(records)), strict=True):
+            answer["out_of_range"] = json.dumps(outside)
+        return answers
+
+    def flag(self, columns: dict[str, list[Any]], rows: int) -> list[list[str]]:
+        """Each record's features outside their range, counted by feature, as the service does."""
+        if self.ranges is None:
+            return [[]] * rows
+        outside = self.ranges.outside(columns, rows)
+        for name, n in zip(self.ranges.names, np.count_nonzero(outside, axis=0), strict=True):
+            if n:
+                OUT_OF_RANGE.labels(feature=name).inc(int(n))
+        return self.ranges.flagged(outside)
+
+    def classify(self, columns: dict[str, list[Any]]) -> list[Fields]:
+        """A classifier's output entries: the class, every class's probability, the version."""
         proba = self.predictor.proba(columns)
         if not np.isfinite(proba).all():  # the service refuses these records too
             raise Refused("the model gives no finite probability for this record")
