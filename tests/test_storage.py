@@ -5,7 +5,7 @@ runtime dependencies only: here, that environment alone (uv sync --no-default-gr
 pipeline's DVC and its drivers. One cloud kind is baked (the render tier checks that each kind's
 pyproject.toml names its own driver and no other): its URL passes the storage check (and stops at
 the missing model, since none was trained); each other kind fails in one line that names the fsspec
-driver it needs.
+driver it needs; so does a Parquet table, whose reader (pyarrow) the image leaves out.
 """
 
 import configparser
@@ -51,3 +51,12 @@ def test_the_batch_command_reads_only_the_remote_kind_it_was_baked_for(tmp_path:
                 f"add it to the dependencies in pyproject.toml (uv add {driver})"
             )
         assert result.stderr == f"batch: {line}\n", kind
+    # The baked kind's table as Parquet: refused before the model, where the CSV reached it.
+    table = TABLES[BAKED][0].removesuffix(".csv") + ".parquet"
+    command = [str(runtime / "bin/python"), "-m", "tumor_classifier.serving.batch", table]
+    result = run(command, project, check=False, env=env)
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"batch: {table}: reading Parquet needs pyarrow, which is not installed: add it to the "
+        "dependencies in pyproject.toml (uv add pyarrow), or give a CSV or JSON lines table\n"
+    )
