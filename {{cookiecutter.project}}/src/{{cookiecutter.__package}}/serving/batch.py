@@ -42,8 +42,8 @@ def check_storage(url: str) -> None:
 
 def check_format(url: str) -> None:
     """Fail in one line, before the model loads, on a Parquet table where pyarrow is not installed:
-    the image leaves it out (156 MB, a third of the image's Python packages), as the pipeline alone
-    needs it."""
+    the image leaves it out (156 MB, against 405 for all its other Python packages): the pipeline
+    needs it, the service does not."""
     if url.endswith(".parquet") and importlib.util.find_spec("pyarrow") is None:
         raise cli.UserError(
             f"{url}: reading Parquet needs pyarrow, which is not installed: add it to the "
