@@ -73,6 +73,29 @@ def test_a_table_breaking_the_contract_is_one_line_and_writes_nothing(
     assert run(stored, "").stderr == "batch: no table: give its URL, or set BATCH_TABLE\n"
 
 
+def test_the_range_policy_is_the_services(stored: Stored, flagged: Stored, tmp_path: Path) -> None:
+    """refuse (the shipped policy) names the row outside its range and writes nothing; flag answers
+    it and names its features, as `make predict` and the service do."""
+    rows = stored.test.drop(columns="churned").reset_index(drop=True)
+    rows.loc[2, "tenure"] = 1e6
+    rows.to_csv(tmp_path / "night.csv", index=False)
+    result = run(stored, str(tmp_path / "night.csv"))
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        "batch: input breaks the contract: row 3: tenure=1000000.0 is above"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["night.csv"]
+    wine = flagged.test.drop(columns="cultivar").reset_index(drop=True)
+    wine.loc[2, "alcohol"] = 1e6
+    wine.to_csv(tmp_path / "wine.csv", index=False)
+    result = run(flagged, str(tmp_path / "wine.csv"))
+    assert result.returncode == 0, result.stderr
+    (out,) = tmp_path.glob("wine.predictions-*.csv")
+    flags = pd.read_csv(out, keep_default_na=False)["out_of_range"]
+    assert flags[2] == "alcohol"
+    assert set(flags.drop(index=2)) == {""}
+
+
 def test_the_image_reads_the_model_packed_in_the_bento(
     stored: Stored, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -97,8 +97,12 @@ def main(argv: list[str]) -> None:
     check_storage(table)
     stored = bundle.load()
     frame = read(table, [f.name for f in stored.features if not f.numeric])
-    contract.check_frame(frame, stored.features, stored.settings["accept_unseen_categories"])
-    predicted = predict_frame(stored.predictor, frame, keep=args.keep)
+    # The service's range policy: refuse names the rows outside, flag answers them and names them.
+    refuse = stored.settings["out_of_range"] == "refuse"
+    accept_unseen = stored.settings["accept_unseen_categories"]
+    contract.check_frame(frame, stored.features, accept_unseen, refuse)
+    ranges = None if refuse else contract.Ranges(stored.features)
+    predicted = predict_frame(stored.predictor, frame, ranges, args.keep)
     predictions = predicted.assign(model_version=stored.version)
     out = output_of(table, stored.version)
     write(predictions, out)
