@@ -77,7 +77,7 @@ def test_parquet_read_in_chunks_holds_a_few_chunks_whatever_its_length(tmp_path:
     chunk_bytes = table.nbytes / chunks
     del table
     held = []
-    for chunk in data.read_chunks(tmp_path / "t.parquet", DataParams(target="y"), rows):
+    for chunk in data.read_chunks(tmp_path / "t.parquet", DataParams(target="y"), rows, []):
         held.append(pa.total_allocated_bytes())
         del chunk
     assert len(held) == chunks
@@ -85,6 +85,22 @@ def test_parquet_read_in_chunks_holds_a_few_chunks_whatever_its_length(tmp_path:
     # file: the chunk, the pages being decoded, their dictionaries. Reading each column chunk
     # whole (Arrow's default) holds 4.6.
     assert max(held) < 4 * chunk_bytes
+
+
+def test_a_column_that_changes_type_between_chunks_is_one_line_and_no_file(
+    tmp_path: Path,
+) -> None:
+    """JSON lines may give a column 1 in one row and "one" in a later one; Parquet has one type."""
+    (tmp_path / "in.jsonl").write_text('{"x": 1}\n{"x": 2}\n{"x": "one"}\n')
+
+    def copy() -> None:
+        with data.TableWriter(tmp_path / "out.parquet") as out:
+            for chunk in data.read_chunks(tmp_path / "in.jsonl", DataParams(target="y"), 2, []):
+                out.write(chunk)
+
+    with pytest.raises(UserError, match=r"^rows after 2 do not match those before \(x changes"):
+        copy()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
 
 
 def test_unreadable_tables_are_one_line(tmp_path: Path) -> None:

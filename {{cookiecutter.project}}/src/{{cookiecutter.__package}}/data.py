@@ -1,7 +1,7 @@
 """Tables in and out (CSV, Parquet, JSON lines), whole or in chunks; the role of each column; the
 model's input."""
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -84,8 +84,13 @@ def as_text(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     return frame
 
 
-def read_chunks(path: Path, data: DataParams, rows: int) -> Iterator[pd.DataFrame]:
-    """The table `rows` rows at a time, read as read_table reads it whole: memory stays flat."""
+def read_chunks(
+    path: Path, data: DataParams, rows: int, numbers: Collection[str]
+) -> Iterator[pd.DataFrame]:
+    """The table `rows` rows at a time, memory flat: the `numbers` columns as numbers, and the
+    others as the file has them. A CSV's other columns are text as written: an id keeps its leading
+    zeros, and a column empty in the first chunks has the same type in all of them. JSON lines keep
+    JSON's types: no guessing that "000" is a number or a column named like a date is one."""
     if path.suffix not in READERS:
         raise UserError(f"{path}: unsupported format; use one of {', '.join(READERS)}")
     if not path.exists():
@@ -105,9 +110,12 @@ def read_chunks(path: Path, data: DataParams, rows: int) -> Iterator[pd.DataFram
             batches = table.iter_batches(rows, use_threads=False)
             chunks: Any = (b.to_pandas(split_blocks=True) for b in batches)
         elif path.suffix == ".csv":
-            chunks = pd.read_csv(path, dtype=dict.fromkeys(text_columns, str), chunksize=rows)
+            header = pd.read_csv(path, nrows=0).columns
+            text = {str(c): str for c in header if c not in numbers}
+            chunks = pd.read_csv(path, dtype=text, chunksize=rows)
         else:
-            chunks = pd.read_json(path, lines=True, chunksize=rows)
+            json = {"dtype": False, "convert_dates": False}
+            chunks = pd.read_json(path, lines=True, chunksize=rows, **json)
         for chunk in chunks:
             yield as_text(chunk, text_columns)
     except (ValueError, OSError) as error:
@@ -166,14 +174,34 @@ class TableWriter:
                 self.parquet = pq.ParquetWriter(
                     self.partial, schema, use_dictionary=dictionary_columns(frame)
                 )
-            self.parquet.write_table(table.cast(self.parquet.schema))
+            self.parquet.write_table(self.conformed(table))
         elif self.path.suffix == ".csv":
             mode = "a" if self.rows else "w"
             frame.to_csv(self.partial, index=False, header=not self.rows, mode=mode)
         else:
             with self.partial.open("a" if self.rows else "w") as out:
-                frame.to_json(out, orient="records", lines=True)
+                frame.to_json(out, orient="records", lines=True, date_format="iso")
         self.rows += len(frame)
+
+    def conformed(self, table: Any) -> Any:
+        """The chunk in the file's schema, the first chunk's; or one line naming the columns whose
+        values changed type, as JSON lines may (1 in one row, "one" in a later one)."""
+        import pyarrow as pa
+
+        schema = self.parquet.schema
+        try:
+            return table.cast(schema)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError):
+            first = {f.name: f.type for f in schema}
+            problems = [
+                f"{f.name} appears" if f.name not in first else f"{f.name} changes type"
+                for f in table.schema
+                if first.get(f.name) != f.type
+            ]
+            raise UserError(
+                f"rows after {self.rows:,} do not match those before ({', '.join(problems)}): "
+                "give each column one type, or write the output as CSV"
+            ) from None
 
     def __exit__(
         self,
@@ -206,7 +234,7 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
     elif path.suffix == ".parquet":
         frame.to_parquet(path, index=False, use_dictionary=dictionary_columns(frame))
     else:
-        frame.to_json(path, orient="records", lines=True)
+        frame.to_json(path, orient="records", lines=True, date_format="iso")
 
 
 def feature_columns(columns: list[str], data: DataParams) -> tuple[list[str], list[str]]:

@@ -59,6 +59,13 @@ def test_keep_others_writes_only_what_the_model_does_not_read(
     (out,) = tmp_path.glob("night.predictions-*.csv")
     answers = ["prediction", "probability_no", "probability_yes", "model_version"]
     assert list(pd.read_csv(out).columns) == ["customer_id", *answers]
+    # An id is written as read: text, its leading zeros kept.
+    rows = stored.test.drop(columns="churned").assign(
+        customer_id=lambda t: [f"{i:05d}" for i in range(len(t))]
+    )
+    rows.to_csv(table, index=False)
+    assert run(stored, str(table), "--keep", "others").returncode == 0
+    assert pd.read_csv(out, dtype=str)["customer_id"].tolist() == rows["customer_id"].tolist()
 
 
 def test_a_table_breaking_the_contract_is_one_line_and_writes_nothing(

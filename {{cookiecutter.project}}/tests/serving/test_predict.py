@@ -1,5 +1,6 @@
 """Batch inference: the service's prediction code over files, with either backend."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -170,6 +171,36 @@ def test_the_output_keeps_the_input_columns_or_those_the_model_does_not_read(
     others = pd.read_parquet("others.parquet")
     assert list(others.columns) == ["customer_id", "churned", *answers]
     pd.testing.assert_frame_equal(others, every[others.columns])
+
+
+def test_columns_the_model_does_not_read_keep_their_values_in_every_format(
+    served: Served, workdir: Path
+) -> None:
+    """Written as read, across chunks: an id keeps its leading zeros from CSV and JSON lines, a
+    column empty in the first chunks and filled later keeps one type, and a date from Parquet is a
+    date in JSON lines (ISO 8601)."""
+    write_params(workdir, load(served.folder / "params.yaml"))
+    rows = served.test.drop(columns=["churned", "customer_id"]).head(30).reset_index(drop=True)
+    rows.insert(0, "id", [f"{i:03d}" for i in range(len(rows))])
+    rows["note"] = [None] * 20 + ["checked"] * 10
+    answers = ["prediction", "probability_no", "probability_yes"]
+    chunked = ["--keep", "others", "--chunk-rows", "10", *given(served)]
+    rows.to_csv("in.csv", index=False)
+    predict.main(["in.csv", "out.parquet", *chunked])
+    out = pd.read_parquet("out.parquet")
+    assert list(out.columns) == ["id", "note", *answers]
+    assert out["id"].tolist() == rows["id"].tolist()
+    assert out["note"].tolist() == rows["note"].tolist()
+    rows.to_json("in.jsonl", orient="records", lines=True)
+    predict.main(["in.jsonl", "out.jsonl", *chunked])
+    written = [json.loads(line) for line in Path("out.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in written] == rows["id"].tolist()
+    assert [r["note"] for r in written] == rows["note"].tolist()
+    rows["visit"] = pd.Series(pd.to_datetime(["2024-01-01"] * len(rows))).astype("datetime64[ms]")
+    write_table(rows, workdir / "in.parquet")
+    predict.main(["in.parquet", "dated.jsonl", *chunked])
+    written = [json.loads(line) for line in Path("dated.jsonl").read_text().splitlines()]
+    assert {r["visit"] for r in written} == {"2024-01-01T00:00:00.000"}
 
 
 def test_flag_writes_each_rows_features_out_of_range(served: Served, workdir: Path) -> None:

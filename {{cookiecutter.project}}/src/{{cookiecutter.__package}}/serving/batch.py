@@ -10,7 +10,7 @@ import pandas as pd
 from fsspec.registry import known_implementations
 
 from .. import cli, contract
-from ..data import arrow_table, dictionary_columns
+from ..data import arrow_table, as_text, dictionary_columns
 from . import bundle
 from .predict import add_keep, predict_frame
 
@@ -57,14 +57,19 @@ def output_of(table: str, version: str) -> str:
     return f"{stem}.predictions-{version}{suffix}"
 
 
-def read(url: str, text_columns: list[str]) -> pd.DataFrame:
+def read(url: str, numbers: list[str], text_columns: list[str]) -> pd.DataFrame:
+    """The table with the `numbers` columns as numbers and the others as the file has them, as
+    `make predict` reads it: a CSV's as text as written (an id keeps its leading zeros), JSON's
+    as JSON types them."""
     try:
         if url.endswith(".csv"):
-            return pd.read_csv(fsspec_url(url), dtype=dict.fromkeys(text_columns, str))
+            header = pd.read_csv(fsspec_url(url), nrows=0).columns
+            text = {str(c): str for c in header if c not in numbers}
+            return pd.read_csv(fsspec_url(url), dtype=text)
         if url.endswith(".parquet"):
             return pd.read_parquet(fsspec_url(url))
-        # JSON says which values are text; a dtype here would turn its nulls into 'None'.
-        return pd.read_json(fsspec_url(url), lines=True)
+        table = pd.read_json(fsspec_url(url), lines=True, dtype=False, convert_dates=False)
+        return as_text(table, text_columns)
     except FileNotFoundError:
         raise cli.UserError(f"{url}: no such table") from None
 
@@ -79,7 +84,7 @@ def write(frame: pd.DataFrame, url: str) -> None:
         with fsspec.open(fsspec_url(url), "wb") as out:
             pq.write_table(arrow_table(frame), out, use_dictionary=dictionary_columns(frame))
     else:
-        frame.to_json(fsspec_url(url), orient="records", lines=True)
+        frame.to_json(fsspec_url(url), orient="records", lines=True, date_format="iso")
 
 
 def main(argv: list[str]) -> None:
@@ -96,7 +101,8 @@ def main(argv: list[str]) -> None:
     check_format(table)
     check_storage(table)
     stored = bundle.load()
-    frame = read(table, [f.name for f in stored.features if not f.numeric])
+    numbers = [f.name for f in stored.features if f.numeric]
+    frame = read(table, numbers, [f.name for f in stored.features if not f.numeric])
     # The service's range policy: refuse names the rows outside, flag answers them and names them.
     refuse = stored.settings["out_of_range"] == "refuse"
     accept_unseen = stored.settings["accept_unseen_categories"]

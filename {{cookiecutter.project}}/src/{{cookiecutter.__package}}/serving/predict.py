@@ -209,7 +209,9 @@ def main(argv: list[str]) -> None:
     refuse = params.serve.out_of_range == "refuse"
     ranges = None if refuse else contract.Ranges(features)
     chunks = checked(
-        read_chunks(args.input, params.data, args.chunk_rows),
+        read_chunks(
+            args.input, params.data, args.chunk_rows, [f.name for f in features if f.numeric]
+        ),
         features,
         params.serve.accept_unseen_categories,
         refuse,
