@@ -101,6 +101,9 @@ def test_a_column_that_changes_type_between_chunks_is_one_line_and_no_file(
     with pytest.raises(UserError, match=r"^rows after 2 do not match those before \(x changes"):
         copy()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
+    (tmp_path / "in.jsonl").write_text('{"x": 1, "y": 1}\n{"x": 2, "y": 2}\n{"x": 3}\n')
+    with pytest.raises(UserError, match=r"\(y is missing\)"):
+        copy()
 
 
 def test_unreadable_tables_are_one_line(tmp_path: Path) -> None:

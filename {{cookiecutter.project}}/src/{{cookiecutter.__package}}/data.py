@@ -197,7 +197,7 @@ class TableWriter:
                 f"{f.name} appears" if f.name not in first else f"{f.name} changes type"
                 for f in table.schema
                 if first.get(f.name) != f.type
-            ]
+            ] + [f"{name} is missing" for name in first if name not in table.schema.names]
             raise UserError(
                 f"rows after {self.rows:,} do not match those before ({', '.join(problems)}): "
                 "give each column one type, or write the output as CSV"
