@@ -84,13 +84,22 @@ def as_text(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     return frame
 
 
+# JSON lines as written: JSON's own types, no guessing that "000" is a number or that a column
+# named like a date holds dates.
+JSON_AS_WRITTEN = {"dtype": False, "convert_dates": False}
+
+
+def text_but(csv: Any, numbers: Collection[str]) -> dict[str, type[str]]:
+    """The dtypes that read a CSV's columns as text as written (an id keeps its leading zeros, a
+    column empty in the first chunks has one type in all of them), but for `numbers`."""
+    return {str(c): str for c in pd.read_csv(csv, nrows=0).columns if c not in numbers}
+
+
 def read_chunks(
     path: Path, data: DataParams, rows: int, numbers: Collection[str]
 ) -> Iterator[pd.DataFrame]:
     """The table `rows` rows at a time, memory flat: the `numbers` columns as numbers, and the
-    others as the file has them. A CSV's other columns are text as written: an id keeps its leading
-    zeros, and a column empty in the first chunks has the same type in all of them. JSON lines keep
-    JSON's types: no guessing that "000" is a number or a column named like a date is one."""
+    others as the file has them (a CSV's as text, JSON's as JSON types them)."""
     if path.suffix not in READERS:
         raise UserError(f"{path}: unsupported format; use one of {', '.join(READERS)}")
     if not path.exists():
@@ -110,12 +119,9 @@ def read_chunks(
             batches = table.iter_batches(rows, use_threads=False)
             chunks: Any = (b.to_pandas(split_blocks=True) for b in batches)
         elif path.suffix == ".csv":
-            header = pd.read_csv(path, nrows=0).columns
-            text = {str(c): str for c in header if c not in numbers}
-            chunks = pd.read_csv(path, dtype=text, chunksize=rows)
+            chunks = pd.read_csv(path, dtype=text_but(path, numbers), chunksize=rows)
         else:
-            json = {"dtype": False, "convert_dates": False}
-            chunks = pd.read_json(path, lines=True, chunksize=rows, **json)
+            chunks = pd.read_json(path, lines=True, chunksize=rows, **JSON_AS_WRITTEN)
         for chunk in chunks:
             yield as_text(chunk, text_columns)
     except (ValueError, OSError) as error:

@@ -10,7 +10,7 @@ import pandas as pd
 from fsspec.registry import known_implementations
 
 from .. import cli, contract
-from ..data import arrow_table, as_text, dictionary_columns
+from ..data import JSON_AS_WRITTEN, arrow_table, as_text, dictionary_columns, text_but
 from . import bundle
 from .predict import add_keep, predict_frame
 
@@ -63,12 +63,10 @@ def read(url: str, numbers: list[str], text_columns: list[str]) -> pd.DataFrame:
     as JSON types them."""
     try:
         if url.endswith(".csv"):
-            header = pd.read_csv(fsspec_url(url), nrows=0).columns
-            text = {str(c): str for c in header if c not in numbers}
-            return pd.read_csv(fsspec_url(url), dtype=text)
+            return pd.read_csv(fsspec_url(url), dtype=text_but(fsspec_url(url), numbers))
         if url.endswith(".parquet"):
             return pd.read_parquet(fsspec_url(url))
-        table = pd.read_json(fsspec_url(url), lines=True, dtype=False, convert_dates=False)
+        table = pd.read_json(fsspec_url(url), lines=True, **JSON_AS_WRITTEN)
         return as_text(table, text_columns)
     except FileNotFoundError:
         raise cli.UserError(f"{url}: no such table") from None
